@@ -1,0 +1,1 @@
+"""mtpano_ros.ros."""
