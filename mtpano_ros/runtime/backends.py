@@ -1,0 +1,308 @@
+"""Inference backends behind one interface: PyTorch and ONNX Runtime (TensorRT lives in tensorrt_backend.py).
+
+Every backend takes RGB panoramas (uint8 (H, W, 3) / (B, H, W, 3) numpy, or float (3, H, W) / (B, 3, H, W) tensors in
+[0, 1]) and returns exactly what ``mtpano_ros.model.infer`` returns: a dict of batched numpy arrays
+``semantic`` (B, h, w) uint8 ADE20K ids (255 unknown), ``depth`` (B, h, w) float32 radial metres (NaN invalid),
+``normals`` (B, h, w, 3) float32 unit vectors in the panorama frame (REP 103, NaN invalid); (h, w) is ``out_hw`` or
+the model's input size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+LOG = logging.getLogger("mtpano_ros.runtime")
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class BackendError(RuntimeError):
+    """A backend cannot run here (missing package, device or file); the message says what to do."""
+
+
+def default_cache_dir() -> Path:
+    """Where exported ONNX files and TensorRT engines are cached: $MTPANO_CACHE_DIR or ~/.cache/mtpano_ros."""
+    env = os.environ.get("MTPANO_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mtpano_ros"
+
+
+class Backend:
+    """Common part of every backend: preprocessing, postprocessing and the public attributes.
+
+    Attributes: ``name`` ("torch", "onnxruntime", "tensorrt"), ``device`` ("cpu" / "cuda[:i]"), ``input_size``
+    (h, w) the network runs at, ``model_name``, ``precision``.
+    Subclasses implement ``forward(images (B, 3, h, w) float32 CPU tensor in [0, 1]) -> dict of torch tensors``
+    with ``semantic`` (B, h, w) integer ids or ``semantic_logits`` (B, 150, h, w), ``depth`` (B, 1, h, w) and
+    ``normals`` (B, 3, h, w).
+    """
+
+    name = "base"
+
+    def __init__(self, model_name: str, device: str, input_size: tuple[int, int], precision: str):
+        self.model_name = model_name
+        self.device = device
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.precision = precision
+
+    def forward(self, images):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def infer(self, images, out_hw: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+        """Run the network on RGB panoramas; returns batched numpy ``semantic``, ``depth``, ``normals``.
+
+        ``images``: uint8 RGB numpy (H, W, 3) or (B, H, W, 3) (resized with cv2 INTER_AREA to ``input_size``), or
+        float tensors (3, H, W) / (B, 3, H, W) in [0, 1]. ``out_hw``: output size (default ``input_size``).
+        """
+        import torch
+
+        from mtpano_ros.model import postprocess, preprocess
+
+        x = preprocess(images, self.input_size)
+        with torch.no_grad():
+            out = self.forward(x)
+        return postprocess(out, out_hw)
+
+    def warmup(self, runs: int = 1) -> float:
+        """Run the network ``runs`` times on a zero image (first-call allocation, autotuning); returns seconds."""
+        import torch
+
+        t0 = time.perf_counter()
+        x = torch.zeros(1, 3, *self.input_size, dtype=torch.float32)
+        with torch.no_grad():
+            for _ in range(runs):
+                self.forward(x)
+        return time.perf_counter() - t0
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(model={self.model_name!r}, device={self.device!r}, "
+                f"input_size={self.input_size}, precision={self.precision!r})")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# PyTorch
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class TorchBackend(Backend):
+    """PyTorch eager inference on CPU (fp32) or CUDA (fp32, or fp16 through autocast).
+
+    ``model``: registry name (deterministic random weights), bundled name, checkpoint path or an ``nn.Module``.
+    ``threads``: torch intra-op threads (process-wide ``torch.set_num_threads``), None leaves it alone.
+    """
+
+    name = "torch"
+
+    def __init__(self, model="default", device: str = "cpu", precision: str = "fp32",
+                 input_hw: tuple[int, int] | None = None, threads: int | None = None, **unused):
+        import torch
+
+        from mtpano_ros.runtime.export import load_torch_model
+
+        _log_unused(self.name, unused)
+        device = _resolve_torch_device(device)
+        if precision not in ("fp32", "fp16"):
+            raise BackendError(f"torch backend supports precision fp32 or fp16 (CUDA), not '{precision}'; int8 "
+                               f"needs the tensorrt backend")
+        if precision == "fp16" and not device.startswith("cuda"):
+            raise BackendError("fp16 with the torch backend needs CUDA (CPU float16 is slow and unsupported "
+                               "by many kernels); use precision='fp32' on CPU")
+        if threads:
+            torch.set_num_threads(int(threads))
+        if isinstance(model, torch.nn.Module):
+            net, label = model.eval(), model.config.get("variant", "module") if hasattr(model, "config") else "module"
+        else:
+            net, label = load_torch_model(str(model))
+        self.model = net.to(device)
+        cfg = getattr(net, "config", {})
+        hw = input_hw or tuple(cfg.get("input_hw", (512, 1024)))
+        super().__init__(label, device, hw, precision)
+
+    def forward(self, images):
+        import torch
+
+        x = images.to(self.device, non_blocking=True)
+        if self.precision == "fp16":
+            with torch.autocast(device_type="cuda", dtype=torch.float16):
+                out = self.model(x)
+            out = {k: v.float() for k, v in out.items() if k in ("semantic_logits", "depth", "normals")}
+        else:
+            out = self.model(x)
+        return {k: out[k].cpu() for k in ("semantic_logits", "depth", "normals")}
+
+
+def _resolve_torch_device(device: str) -> str:
+    import torch
+
+    if device in ("auto", None):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BackendError(f"device '{device}' requested but torch sees no CUDA device (torch {torch.__version__}, "
+                           f"CUDA build: {torch.version.cuda}); install a CUDA build of torch or use device='cpu'")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise BackendError(f"unknown device '{device}'; use 'cpu', 'cuda' or 'cuda:N'")
+    return device
+
+
+def _log_unused(backend: str, unused: dict) -> None:
+    for key, value in unused.items():
+        if value is not None:
+            LOG.debug("%s backend ignores option %s=%r", backend, key, value)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ONNX: resolving a model name to an exported graph (cached)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def resolve_onnx(model, input_hw: tuple[int, int] | None = None, cache_dir: str | Path | None = None,
+                 opset: int | None = None) -> tuple[Path, str]:
+    """Return ``(onnx_path, label)`` for a model: a ``.onnx`` path is used as is; anything else is exported once.
+
+    Exports are cached under ``<cache_dir>/onnx/`` keyed by the weights' sha256, input size and opset, so a second
+    start loads in seconds. Raises FileNotFoundError / BackendError with advice when the model cannot be found.
+    """
+    from mtpano_ros.runtime import export as ex
+
+    if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
+        path = Path(model)
+        if not path.exists():
+            raise FileNotFoundError(f"ONNX file '{path}' does not exist; create it with `mtpano-export MODEL -o "
+                                    f"{path}` or pass a model name")
+        return path, path.stem
+    if isinstance(model, (str, Path)):
+        net, label = ex.load_torch_model(str(model))
+    else:
+        net, label = model.eval(), getattr(model, "config", {}).get("variant", "module")
+    hw = tuple(input_hw or getattr(net, "config", {}).get("input_hw", (512, 1024)))
+    opset = opset or ex.DEFAULT_OPSET
+    key = hashlib.sha256(f"{ex.state_dict_sha256(net)}|{hw}|{opset}|argmax".encode()).hexdigest()[:20]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[-40:]
+    path = Path(cache_dir or default_cache_dir()) / "onnx" / f"{safe}_{hw[0]}x{hw[1]}_op{opset}_{key}.onnx"
+    if path.exists():
+        LOG.info("using cached ONNX export %s", path)
+        return path, label
+    LOG.info("exporting %s to %s (first use; cached afterwards)", label, path)
+    tmp_dir = path.parent / f".tmp-{os.getpid()}-{key}"
+    ex.export_onnx(net, tmp_dir / path.name, input_hw=hw, opset=opset, label=label, trt_target=None)
+    data = tmp_dir / (path.name + ".data")
+    if data.exists():  # external weights: the graph refers to the data file by its name, which stays the same
+        data.replace(Path(str(path) + ".data"))
+    (tmp_dir / path.name).replace(path)  # the .onnx last, so a cached .onnx is always complete
+    tmp_dir.rmdir()
+    return path, label
+
+
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ONNX Runtime
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def onnxruntime_providers() -> list[str]:
+    """Execution providers of the installed onnxruntime ([] when onnxruntime is not installed)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return []
+    return list(ort.get_available_providers())
+
+
+class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime inference: CPU EP; on ``device='cuda'`` the TensorRT EP (when installed) and the CUDA EP.
+
+    ``model``: a ``.onnx`` file made by ``mtpano-export`` or a model name/checkpoint (exported once and cached).
+    ``intra_op_threads``: threads inside one operator (default: all cores); ``inter_op_threads``: parallel
+    operators (default 1, the graph is a chain). Graph optimisation level: ORT_ENABLE_ALL. fp16 is only available
+    through the TensorRT EP.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, model="default", device: str = "cpu", precision: str = "fp32",
+                 input_hw: tuple[int, int] | None = None, intra_op_threads: int | None = None,
+                 inter_op_threads: int | None = None, threads: int | None = None, cache_dir: str | Path | None = None,
+                 opset: int | None = None, providers: list | None = None, use_tensorrt_ep: bool = True,
+                 **unused):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendError("onnxruntime is not installed; `pip install onnxruntime` (CPU) or "
+                               "`onnxruntime-gpu` (CUDA), or use the torch backend") from exc
+        _log_unused(self.name, unused)
+        if device in ("auto", None):
+            device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+        available = ort.get_available_providers()
+        cache = Path(cache_dir or default_cache_dir())
+        if providers is None:
+            providers = self._providers(device, precision, available, use_tensorrt_ep, cache)
+        onnx_path, label = resolve_onnx(model, input_hw, cache, opset)
+        from mtpano_ros.runtime.export import onnx_input_hw
+
+        hw = onnx_input_hw(onnx_path)
+        if input_hw is not None and tuple(input_hw) != hw:
+            raise BackendError(f"{onnx_path} was exported for {hw[0]}x{hw[1]} but input_hw={tuple(input_hw)}; "
+                               f"re-export with --height {input_hw[0]} --width {input_hw[1]}")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.intra_op_num_threads = int(intra_op_threads or threads or os.cpu_count() or 1)
+        so.inter_op_num_threads = int(inter_op_threads or 1)
+        self.intra_op_threads = so.intra_op_num_threads
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), sess_options=so, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise BackendError(f"onnxruntime could not load '{onnx_path}': {exc}. If the file is truncated or "
+                               f"corrupt, delete it and re-export with mtpano-export") from exc
+        self.onnx_path = onnx_path
+        self.providers = self.session.get_providers()
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        LOG.info("onnxruntime session on %s, providers %s, %d intra-op threads", onnx_path.name, self.providers,
+                 so.intra_op_num_threads)
+        super().__init__(label, device, hw, precision)
+
+    @staticmethod
+    def _providers(device, precision, available, use_tensorrt_ep, cache: Path) -> list:
+        if device == "cpu" or device is None:
+            if precision != "fp32":
+                raise BackendError(f"onnxruntime on CPU runs fp32 only, not '{precision}'")
+            return ["CPUExecutionProvider"]
+        if not device.startswith("cuda"):
+            raise BackendError(f"unknown device '{device}'; use 'cpu' or 'cuda[:N]'")
+        dev_id = int(device.split(":")[1]) if ":" in device else 0
+        chain = []
+        if use_tensorrt_ep and "TensorrtExecutionProvider" in available:
+            chain.append(("TensorrtExecutionProvider", {
+                "device_id": dev_id, "trt_fp16_enable": precision in ("fp16", "int8"),
+                "trt_int8_enable": precision == "int8", "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(cache / "ort_trt"), "trt_timing_cache_enable": True}))
+        elif precision != "fp32":
+            raise BackendError(f"onnxruntime precision '{precision}' needs the TensorRT execution provider "
+                               f"(available: {available}); use precision='fp32' or the tensorrt backend")
+        if "CUDAExecutionProvider" not in available:
+            raise BackendError(f"onnxruntime has no CUDAExecutionProvider (available: {available}); install "
+                               f"onnxruntime-gpu matching your CUDA, or use device='cpu'")
+        chain.append(("CUDAExecutionProvider", {"device_id": dev_id}))
+        chain.append("CPUExecutionProvider")
+        return chain
+
+    def forward(self, images):
+        import torch
+
+        feed = {"images": np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)}
+        outs = self.session.run(None, feed)
+        return {name: torch.from_numpy(arr) for name, arr in zip(self.output_names, outs)}

@@ -1,0 +1,493 @@
+"""ONNX export of PD-BridgeNet for ONNX Runtime and TensorRT, plus the TensorRT operator check.
+
+The exported graph has one input and three outputs (names fixed, frames and units as in DESIGN §3):
+
+- ``images``   (B, 3, H, W) float32 RGB in [0, 1]; ImageNet normalisation happens inside the graph.
+  H and W are static (baked at export), B is dynamic.
+- ``semantic`` (B, H, W) int32 ADE20K ids 0..149 (ArgMax over the 150 logits inside the graph, so the
+  host never copies the (B, 150, H, W) logits).
+- ``depth``    (B, 1, H, W) float32 radial metres >= 0.
+- ``normals``  (B, 3, H, W) float32 unit vectors in the panorama frame (REP 103).
+
+Command line: ``mtpano-export MODEL -o model.onnx [--engine model.engine --precision fp16]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+LOG = logging.getLogger("mtpano_ros.runtime.export")
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("semantic", "depth", "normals")
+LOGIT_OUTPUT_NAMES = ("semantic_logits", "depth", "normals")
+DEFAULT_OPSET = 17
+SUPPORTED_OPSETS = (17, 18)
+DEFAULT_TRT_TARGET = "10.3"
+OPS_FILE = Path(__file__).resolve().parent / "data" / "tensorrt10_onnx_ops.tsv"
+# Saving with external data avoids protobuf's 2 GiB limit for the large variants.
+_EXTERNAL_DATA_BYTES = 1_800_000_000
+
+
+class ExportError(RuntimeError):
+    """The model could not be exported to an ONNX graph that TensorRT and ONNX Runtime accept."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model loading and the export wrapper
+# --------------------------------------------------------------------------------------------------------------
+
+
+def load_torch_model(model: str, seed: int = 0):
+    """Return ``(eval-mode CPU model, label)`` for a registry name, bundled name or checkpoint path.
+
+    A registry name (``mtpano-tiny``, ...) builds the architecture with deterministic random weights drawn from
+    ``seed`` (the global torch RNG is left untouched), so every backend built from the same name computes the same
+    function. Bundled names (``default``, ``tiny-labelfree``) and paths go through ``mtpano_ros.model.load_model``.
+    """
+    import torch
+
+    from mtpano_ros import model as mm
+
+    if model in mm.list_models():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = mm.create_model(model)
+        LOG.warning("'%s' is a registry name: using deterministic random weights (seed %d), not trained weights",
+                    model, seed)
+        return net.eval(), model
+    path = Path(model)
+    if path.suffix in (".onnx", ".engine", ".plan"):
+        raise ExportError(f"'{model}' is already an {path.suffix} file; export needs a model name or a torch "
+                          f"checkpoint (registry names: {', '.join(mm.list_models())}; bundled: default, "
+                          f"tiny-labelfree)")
+    if "/" in model or path.suffix:
+        if not path.exists():
+            raise FileNotFoundError(f"model checkpoint '{model}' does not exist; pass a registry name "
+                                    f"({', '.join(mm.list_models())}), a bundled name (default, tiny-labelfree) "
+                                    f"or an existing checkpoint directory / .safetensors / .pth file")
+    return mm.load_model(model, device="cpu").eval(), model
+
+
+def state_dict_sha256(net) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of a module's state dict (identifies weights)."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        flat = t.detach().cpu().contiguous().reshape(-1)
+        h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return h.hexdigest()
+
+
+def _export_wrapper(net, semantic: str):
+    """Wrap a PD-BridgeNet so the exported forward returns a tuple in OUTPUT_NAMES order."""
+    import torch
+
+    class ExportWrapper(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, images):
+            out = self.inner(images)
+            if semantic == "argmax":
+                sem = torch.argmax(out["semantic_logits"], dim=1).to(torch.int32)
+            else:
+                sem = out["semantic_logits"]
+            return sem, out["depth"], out["normals"]
+
+    return ExportWrapper(net).eval()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Graph passes: inline functions, fold BatchNorm, drop unused initializers
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _const_array(graph, name: str) -> np.ndarray | None:
+    from onnx import numpy_helper
+
+    for init in graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    return numpy_helper.to_array(attr.t)
+    return None
+
+
+def fold_batchnorm(model_proto) -> int:
+    """Fold every inference BatchNormalization whose input comes from a Conv used only by it into that Conv.
+
+    Conv weights W (O, I/g, kh, kw) and bias b become W * s[:, None, None, None] and (b - mean) * s + beta with
+    s = gamma / sqrt(var + eps). A Conv whose output has other consumers, or whose parameters are not constants,
+    is left alone. Modifies ``model_proto`` in place; returns the number of folded pairs.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model_proto.graph
+    consumers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    graph_outputs = {o.name for o in graph.output}
+    producer = {out: node for node in graph.node for out in node.output}
+    init_names = {i.name for i in graph.initializer}
+    folded, drop = 0, []
+    for bn in list(graph.node):
+        if bn.op_type != "BatchNormalization" or len(bn.output) != 1:
+            continue
+        conv = producer.get(bn.input[0])
+        if conv is None or conv.op_type != "Conv" or consumers.get(conv.output[0], 0) != 1:
+            continue
+        if conv.output[0] in graph_outputs:
+            continue
+        w = _const_array(graph, conv.input[1])
+        params = [_const_array(graph, n) for n in bn.input[1:5]]
+        if w is None or any(p is None for p in params):
+            continue
+        gamma, beta, mean, var = (p.astype(np.float64) for p in params)
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        scale = gamma / np.sqrt(var + eps)
+        b = _const_array(graph, conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
+        b = np.zeros_like(mean) if b is None else b.astype(np.float64)
+        new_w = (w.astype(np.float64) * scale.reshape(-1, *([1] * (w.ndim - 1)))).astype(w.dtype)
+        new_b = ((b - mean) * scale + beta).astype(w.dtype)
+        w_name, b_name = f"{conv.name or conv.output[0]}_bnfold_w", f"{conv.name or conv.output[0]}_bnfold_b"
+        graph.initializer.extend([numpy_helper.from_array(new_w, w_name), numpy_helper.from_array(new_b, b_name)])
+        init_names.update((w_name, b_name))
+        new_conv = helper.make_node("Conv", [conv.input[0], w_name, b_name], [bn.output[0]],
+                                    name=(conv.name or "conv") + "_bnfold")
+        new_conv.attribute.extend(conv.attribute)
+        idx = list(graph.node).index(conv)
+        graph.node.insert(idx, new_conv)
+        drop.extend([conv, bn])
+        folded += 1
+    for node in drop:
+        graph.node.remove(node)
+    return folded
+
+
+def remove_unused_initializers(model_proto) -> int:
+    """Drop initializers no node or graph output reads (e.g. BatchNorm parameters after folding)."""
+    graph = model_proto.graph
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    for node in graph.node:  # names referenced from subgraphs (If/Loop bodies)
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                used.update(name for n in sub.node for name in n.input)
+    keep = [i for i in graph.initializer if i.name in used]
+    removed = len(graph.initializer) - len(keep)
+    if removed:
+        del graph.initializer[:]
+        graph.initializer.extend(keep)
+    return removed
+
+
+# --------------------------------------------------------------------------------------------------------------
+# TensorRT operator check
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OpCheck:
+    """Result of checking a graph's operators against TensorRT's ONNX parser table."""
+
+    target: str
+    ops: dict[str, int] = field(default_factory=dict)          # op -> node count
+    unsupported: dict[str, str] = field(default_factory=dict)  # op -> why
+    cautions: dict[str, str] = field(default_factory=dict)     # op -> note
+
+    @property
+    def ok(self) -> bool:
+        return not self.unsupported
+
+    def message(self) -> str:
+        lines = [f"{op} (x{self.ops.get(op, 0)}): {why}" for op, why in sorted(self.unsupported.items())]
+        return "; ".join(lines)
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split(".")[:2])
+
+
+def load_tensorrt_op_table(path: Path = OPS_FILE) -> dict[str, tuple[str, str]]:
+    """Read the TensorRT 10 ONNX-parser table: ``{op: (since_version or '-', caution)}``.
+
+    Source of the data: onnx/onnx-tensorrt docs/operators.md and Changelog.md (see the file header).
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"TensorRT operator table '{path}' is missing; reinstall mtpano_ros "
+                                f"(it ships as package data under mtpano_ros/runtime/data/)")
+    table = {}
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.startswith("#") or line.startswith("op\t"):
+            continue
+        cols = line.split("\t")
+        table[cols[0]] = (cols[1], cols[2] if len(cols) > 2 else "")
+    return table
+
+
+def graph_ops(model_proto) -> dict[tuple[str, str], int]:
+    """Count ``(domain, op_type)`` of every node, including nodes inside If/Loop/Scan bodies and local functions."""
+    counts: dict[tuple[str, str], int] = {}
+
+    def visit(nodes):
+        for node in nodes:
+            key = (node.domain or "ai.onnx", node.op_type)
+            counts[key] = counts.get(key, 0) + 1
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    visit(attr.g.node)
+                for sub in attr.graphs:
+                    visit(sub.node)
+
+    visit(model_proto.graph.node)
+    local = {(f.domain, f.name) for f in model_proto.functions}
+    for f in model_proto.functions:
+        visit(f.node)
+    for key in local:  # calls of local functions are not operators of their own
+        counts.pop((key[0] or "ai.onnx", key[1]), None)
+    return counts
+
+
+def check_tensorrt_ops(model_proto, target: str = DEFAULT_TRT_TARGET, table: dict | None = None) -> OpCheck:
+    """Check every node of an ONNX model against TensorRT 10's ONNX-parser operator table.
+
+    An op fails when TensorRT never supports it, when it first appears in a TensorRT newer than ``target``
+    (e.g. ``Attention`` needs 10.14, JetPack 6 ships 10.3), or when it lives in a custom domain (TensorRT would need
+    a plugin). Ops with a caution note pass but the note is kept in ``OpCheck.cautions``.
+    """
+    table = load_tensorrt_op_table() if table is None else table
+    res = OpCheck(target=target)
+    for (domain, op), n in sorted(graph_ops(model_proto).items()):
+        res.ops[op] = res.ops.get(op, 0) + n
+        if domain not in ("ai.onnx", ""):
+            res.unsupported[op] = f"custom domain '{domain}' (TensorRT has no parser for it without a plugin)"
+            continue
+        if op not in table:
+            res.unsupported[op] = "not in TensorRT 10's ONNX operator table"
+            continue
+        since, caution = table[op]
+        if since == "-":
+            res.unsupported[op] = "not supported by TensorRT's ONNX parser"
+        elif _version_tuple(since) > _version_tuple(target):
+            res.unsupported[op] = f"needs TensorRT >= {since}, target is {target}"
+        elif caution:
+            res.cautions[op] = caution
+    return res
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _torch_export(wrapper, dummy, opset: int, dynamo: bool, output_names) -> object:
+    """Run torch.onnx.export and return the ModelProto (dynamic batch, static H x W)."""
+    import onnx
+    import torch
+
+    if dynamo:
+        program = torch.onnx.export(
+            wrapper, (dummy,), None, dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+            output_names=list(output_names), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},),
+            optimize=True, verbose=False)
+        return program.model_proto
+    buf = io.BytesIO()
+    torch.onnx.export(
+        wrapper, (dummy,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+        output_names=list(output_names), dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in
+                                                                                     output_names}},
+        do_constant_folding=True)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def export_onnx(model, out_path: str | Path, input_hw: tuple[int, int] | None = None, opset: int = DEFAULT_OPSET,
+                dynamo: bool = True, semantic: str = "argmax", trt_target: str | None = DEFAULT_TRT_TARGET,
+                label: str | None = None) -> Path:
+    """Export a PD-BridgeNet to ONNX and check it.
+
+    Args:
+        model: registry name, bundled name, checkpoint path, or an ``nn.Module`` with ``.config``.
+        out_path: the ``.onnx`` file to write (weights go to ``<out>.data`` beside it when over ~1.8 GB).
+        input_hw: static (H, W) of the graph (multiples of 16); default the model's ``config["input_hw"]``.
+        opset: ONNX opset, 17 or 18 (>= 23 would turn attention into an op TensorRT 10.3 lacks).
+        dynamo: passed to ``torch.onnx.export``; True uses the torch.export-based exporter.
+        semantic: "argmax" (output ``semantic`` (B, H, W) int32 ids) or "logits" (``semantic_logits``).
+        trt_target: TensorRT version whose ONNX parser must accept every op; None skips the op check.
+        label: name stored in the graph metadata (defaults to ``model`` when it is a string).
+    Returns the written path. Raises ExportError when the checker or the TensorRT op check fails.
+    """
+    import onnx
+    import onnx.inliner
+    import torch
+
+    if opset not in SUPPORTED_OPSETS:
+        raise ExportError(f"opset {opset} is not supported; use one of {SUPPORTED_OPSETS} (opset >= 23 exports "
+                          f"attention as an ONNX Attention op that needs TensorRT >= 10.14)")
+    if semantic not in ("argmax", "logits"):
+        raise ExportError(f"semantic='{semantic}' must be 'argmax' or 'logits'")
+    if isinstance(model, str):
+        net, label = load_torch_model(model)[0], label or model
+    else:
+        net, label = model.eval(), label or getattr(model, "config", {}).get("variant", type(model).__name__)
+    config = dict(getattr(net, "config", {}))
+    h, w = tuple(input_hw) if input_hw is not None else tuple(config.get("input_hw", (512, 1024)))
+    if h % 16 or w % 16 or h <= 0 or w <= 0:
+        raise ExportError(f"input size {h}x{w} must be positive multiples of 16 (the ViT patch size)")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    names = OUTPUT_NAMES if semantic == "argmax" else LOGIT_OUTPUT_NAMES
+    wrapper = _export_wrapper(net, semantic)
+    dummy = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0))  # batch 2: no 0/1 specialisation
+    t0 = time.perf_counter()
+    LOG.info("exporting %s at %dx%d, opset %d, dynamo=%s", label, h, w, opset, dynamo)
+    with torch.no_grad():
+        try:
+            proto = _torch_export(wrapper, dummy, opset, dynamo, names)
+        except Exception as exc:  # noqa: BLE001 - the exporter raises many types; re-raise with advice
+            raise ExportError(f"torch.onnx.export(dynamo={dynamo}) failed for {label}: {type(exc).__name__}: "
+                              f"{str(exc)[:2000]}\nTry the other exporter (--dynamo / --no-dynamo).") from exc
+    proto = onnx.inliner.inline_local_functions(proto)
+    n_bn = fold_batchnorm(proto)
+    n_init = remove_unused_initializers(proto)
+    LOG.info("exported in %.1f s (folded %d BatchNorm, dropped %d unused initializers)",
+             time.perf_counter() - t0, n_bn, n_init)
+    _set_batch_dim(proto)
+    meta = {"mtpano_config": json.dumps({**config, "input_hw": [h, w]}, default=str),
+            "mtpano_model": label, "mtpano_semantic": semantic, "mtpano_opset": str(opset)}
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+    big = proto.ByteSize() > _EXTERNAL_DATA_BYTES
+    if big:
+        data_name = out_path.name + ".data"
+        (out_path.parent / data_name).unlink(missing_ok=True)
+        onnx.save_model(proto, str(out_path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data_name, size_threshold=1024)
+        onnx.checker.check_model(str(out_path), full_check=True)
+    else:
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save_model(proto, str(out_path))
+    if trt_target is not None:
+        res = check_tensorrt_ops(proto, trt_target)
+        for op, note in sorted(res.cautions.items()):
+            LOG.info("TensorRT caution for %s: %s", op, note)
+        if not res.ok:
+            raise ExportError(f"{out_path} uses ONNX ops that TensorRT {trt_target} cannot parse: {res.message()}. "
+                              f"Change the model so it avoids them (DESIGN §5b) or pass --trt-target for a newer "
+                              f"TensorRT.")
+    return out_path
+
+
+def _set_batch_dim(proto) -> None:
+    """Name the leading dimension of the input and every output 'batch' (whichever exporter made it)."""
+    for vi in list(proto.graph.input) + list(proto.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims):
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "batch"
+
+
+def onnx_input_hw(onnx_path: str | Path) -> tuple[int, int]:
+    """Static (H, W) of an exported graph's ``images`` input."""
+    import onnx
+
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    for vi in proto.graph.input:
+        if vi.name == INPUT_NAME:
+            dims = vi.type.tensor_type.shape.dim
+            return int(dims[2].dim_value), int(dims[3].dim_value)
+    raise ExportError(f"{onnx_path} has no '{INPUT_NAME}' input; re-export it with mtpano-export")
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file (and of its external-data file ``<path>.data`` when present)."""
+    h = hashlib.sha256()
+    for p in (Path(path), Path(str(path) + ".data")):
+        if p.exists():
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mtpano-export", description=(
+        "Export a PD-BridgeNet to ONNX (static HxW, dynamic batch), check it against TensorRT 10's ONNX operator "
+        "list, and optionally build a TensorRT engine."))
+    p.add_argument("model", help="registry name (mtpano-tiny, mtpano-vits, mtpano-vitl), bundled name (default, "
+                                 "tiny-labelfree) or checkpoint path")
+    p.add_argument("-o", "--output", required=True, help="ONNX file to write")
+    p.add_argument("--height", type=int, default=None, help="input height in pixels (multiple of 16)")
+    p.add_argument("--width", type=int, default=None, help="input width in pixels (multiple of 16)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=SUPPORTED_OPSETS)
+    p.add_argument("--dynamo", action=argparse.BooleanOptionalAction, default=True,
+                   help="use the torch.export-based exporter (default) or the TorchScript one (--no-dynamo)")
+    p.add_argument("--semantic", choices=("argmax", "logits"), default="argmax",
+                   help="emit class ids (ArgMax in the graph, default) or the 150 logits")
+    p.add_argument("--trt-target", default=DEFAULT_TRT_TARGET,
+                   help="TensorRT version the op check targets (default 10.3 = JetPack 6)")
+    p.add_argument("--engine", default=None, help="also build a TensorRT engine to this path (needs tensorrt+CUDA)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision")
+    p.add_argument("--calibration-dir", default=None, help="folder of panoramas for INT8 calibration")
+    p.add_argument("--max-batch", type=int, default=1, help="largest batch the engine accepts")
+    p.add_argument("--workspace-gib", type=float, default=None, help="TensorRT builder workspace limit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``mtpano-export``."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (args.height is None) != (args.width is None):
+        print("mtpano-export: give both --height and --width, or neither", file=sys.stderr)
+        return 2
+    hw = (args.height, args.width) if args.height is not None else None
+    try:
+        path = export_onnx(args.model, args.output, input_hw=hw, opset=args.opset, dynamo=args.dynamo,
+                           semantic=args.semantic, trt_target=args.trt_target)
+        import onnx
+
+        res = check_tensorrt_ops(onnx.load(str(path), load_external_data=False), args.trt_target)
+        print(f"wrote {path} ({len(res.ops)} op types, all accepted by TensorRT {args.trt_target}'s ONNX parser)")
+        if args.engine:
+            if args.semantic != "argmax":
+                raise ExportError("--engine needs --semantic argmax (the runtime backends read class ids)")
+            from mtpano_ros.runtime.tensorrt_backend import build_engine
+
+            build_engine(path, args.engine, precision=args.precision, calibration_dir=args.calibration_dir,
+                         max_batch=args.max_batch, workspace_gib=args.workspace_gib)
+            print(f"wrote {args.engine}")
+    except (ExportError, FileNotFoundError, RuntimeError, ValueError) as exc:
+        print(f"mtpano-export: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
