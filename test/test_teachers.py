@@ -1,0 +1,273 @@
+"""Teachers: real transformers loading code on tiny random models, MoGe-2 / mmseg output conversion, oracle."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from training.teachers import build_teacher, parse_teacher_spec
+from training.teachers.base import camera_rays, normals_from_zdepth
+from training.teachers.internimage import convert_mmseg_result
+from training.teachers.moge2 import convert_moge_output
+from training.teachers.oracle import corrupt_view
+
+RNG = np.random.default_rng(0)
+VIEWS = RNG.integers(0, 256, size=(2, 40, 48, 3), dtype=np.uint8)
+
+
+def _plane_zdepth(h: int, w: int, fov: float, normal_cam: np.ndarray, dist: float) -> np.ndarray:
+    """z-depth of the plane {p : n.p = -dist} (n unit, facing the camera) seen by a view."""
+    rays = camera_rays(h, w, fov)
+    t = -dist / (rays @ normal_cam)
+    return t.astype(np.float32)
+
+
+def test_normals_from_zdepth_recovers_a_tilted_plane():
+    n = np.array([0.3, -0.4, -1.0])
+    n /= np.linalg.norm(n)
+    z = _plane_zdepth(30, 40, 90.0, n, 2.0)
+    assert (z > 0).all()
+    got = normals_from_zdepth(z, 90.0)
+    err = np.degrees(np.arccos(np.clip(got.reshape(-1, 3) @ n, -1, 1)))
+    assert err.max() < 0.5
+
+
+@pytest.fixture(scope="module")
+def hf_dirs(tmp_path_factory):
+    from transformers import (
+        DepthAnythingConfig,
+        DepthAnythingForDepthEstimation,
+        Dinov2Config,
+        DPTImageProcessor,
+        Mask2FormerConfig,
+        Mask2FormerForUniversalSegmentation,
+        Mask2FormerImageProcessor,
+        SegformerConfig,
+        SegformerForSemanticSegmentation,
+        SegformerImageProcessor,
+        SwinConfig,
+    )
+
+    root = tmp_path_factory.mktemp("hf")
+    torch.manual_seed(0)
+    labels = {i: f"class{i}" for i in range(150)}
+    seg = SegformerForSemanticSegmentation(SegformerConfig(
+        num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16], num_attention_heads=[1, 1],
+        decoder_hidden_size=16, num_labels=150, id2label=labels, label2id={v: k for k, v in labels.items()},
+        patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2]))
+    seg.save_pretrained(root / "segformer")
+    SegformerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(root / "segformer")
+    m2f = Mask2FormerForUniversalSegmentation(Mask2FormerConfig(
+        backbone_config=SwinConfig(embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=2,
+                                   image_size=64, out_features=["stage1", "stage2", "stage3", "stage4"]),
+        num_labels=150, id2label=labels, hidden_dim=32, num_queries=4, encoder_feedforward_dim=32,
+        dim_feedforward=32, decoder_layers=2, encoder_layers=1, mask_feature_size=32, feature_size=32,
+        num_attention_heads=2, common_stride=4))
+    m2f.save_pretrained(root / "mask2former")
+    Mask2FormerImageProcessor(size={"height": 64, "width": 64}, do_reduce_labels=True).save_pretrained(
+        root / "mask2former")
+    for kind in ("metric", "relative"):
+        bb = Dinov2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                          image_size=28, patch_size=14, out_features=["stage1", "stage2"],
+                          reshape_hidden_states=False)
+        da = DepthAnythingForDepthEstimation(DepthAnythingConfig(
+            backbone_config=bb, reassemble_hidden_size=16, neck_hidden_sizes=[8, 16], reassemble_factors=[2, 1],
+            fusion_hidden_size=8, head_hidden_size=8, depth_estimation_type=kind, max_depth=1e4))
+        da.save_pretrained(root / f"da-{kind}")
+        DPTImageProcessor(size={"height": 56, "width": 56}, keep_aspect_ratio=False,
+                          ensure_multiple_of=14).save_pretrained(root / f"da-{kind}")
+    return root
+
+
+def test_hf_seg_segformer_matches_direct_model(hf_dirs):
+    from transformers import SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    t = build_teacher("hf-seg", model_dir=str(hf_dirs / "segformer"))
+    out = t(VIEWS, 90.0)
+    assert out["semantic"].shape == (2, 40, 48) and out["semantic"].dtype == np.uint8
+    assert out["semantic"].max() < 150
+    assert ((out["confidence"] > 0) & (out["confidence"] <= 1 + 1e-6)).all()
+    # the same computation by hand, from a fresh load
+    model = SegformerForSemanticSegmentation.from_pretrained(hf_dirs / "segformer").eval()
+    px = SegformerImageProcessor.from_pretrained(hf_dirs / "segformer")(images=list(VIEWS), return_tensors="pt")
+    with torch.no_grad():
+        logits = torch.nn.functional.interpolate(model(**px).logits, size=(40, 48), mode="bilinear")
+    np.testing.assert_allclose(t.class_scores(VIEWS), logits.softmax(1).numpy(), atol=1e-5)
+    assert (out["semantic"] == logits.argmax(1).numpy()).mean() > 0.99  # up to float near-ties
+
+
+def test_hf_seg_mask2former_universal_path(hf_dirs):
+    t = build_teacher("hf-seg", model_dir=str(hf_dirs / "mask2former"))
+    assert t.universal
+    out = t(VIEWS[:1], 100.0)
+    assert out["semantic"].shape == (1, 40, 48) and out["semantic"].max() < 150
+    assert (out["confidence"] > 0).all() and (out["confidence"] <= 1 + 1e-6).all()
+
+
+def test_hf_seg_refuses_non_ade_checkpoint(tmp_path):
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    m = SegformerForSemanticSegmentation(SegformerConfig(num_encoder_blocks=1, depths=[1], sr_ratios=[1],
+                                                         hidden_sizes=[8], num_attention_heads=[1],
+                                                         decoder_hidden_size=8, num_labels=19,
+                                                         patch_sizes=[7], strides=[4], mlp_ratios=[2]))
+    m.save_pretrained(tmp_path)
+    SegformerImageProcessor().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="ADE20K-150"):
+        build_teacher("hf-seg", model_dir=str(tmp_path))
+
+
+def test_hf_depth_metric_and_relative(hf_dirs):
+    metric = build_teacher("hf-depth", model_dir=str(hf_dirs / "da-metric"))
+    assert metric.depth_kind == "metric"
+    out = metric(VIEWS, [80.0, 110.0])
+    raw = metric.raw_depth(VIEWS)
+    assert out["zdepth"].shape == (2, 40, 48) and out["normals"].shape == (2, 40, 48, 3)
+    np.testing.assert_allclose(out["zdepth"][out["valid"]], raw[out["valid"]], rtol=1e-6)
+    assert (out["zdepth"][~out["valid"]] == 0).all()
+    n = out["normals"]
+    nz = np.linalg.norm(n, axis=-1) > 0
+    assert nz.any()
+    np.testing.assert_allclose(np.linalg.norm(n[nz], axis=-1), 1.0, atol=1e-4)
+    for i, fov in enumerate((80.0, 110.0)):  # facing the camera
+        assert (np.sum(n[i] * camera_rays(40, 48, fov), -1)[nz[i]] <= 1e-6).all()
+    rel = build_teacher("hf-depth", model_dir=str(hf_dirs / "da-relative"))
+    assert rel.depth_kind == "affine"
+    r = rel(VIEWS, 90.0)
+    for i in range(2):
+        if r["valid"][i].any():
+            assert np.median(r["zdepth"][i][r["valid"][i]]) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_hf_missing_dir_has_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        build_teacher("hf-depth", model_dir=str(tmp_path))
+
+
+def test_moge_conversion_on_documented_shapes():
+    h, w, fov = 24, 32, 90.0
+    n_true = np.array([0.0, 0.0, -1.0])
+    z = _plane_zdepth(h, w, fov, n_true, 3.0)
+    mask = np.ones((1, h, w), bool)
+    mask[0, :4] = False  # e.g. sky
+    depth = np.where(mask, z[None], np.inf).astype(np.float32)
+    points = (camera_rays(h, w, fov) * z[..., None])[None].astype(np.float32)
+    normal = np.where(mask[..., None], np.array([0.0, 0.0, 1.0]), 0.0)[...].astype(np.float32)  # back-facing
+    out = convert_moge_output({"points": torch.from_numpy(points), "depth": torch.from_numpy(depth),
+                               "mask": torch.from_numpy(mask), "normal": torch.from_numpy(normal),
+                               "intrinsics": torch.eye(3)[None]}, np.array([fov]))
+    assert out["zdepth"].shape == (1, h, w)
+    assert (out["zdepth"][0, :4] == 0).all() and not out["valid"][0, :4].any()
+    np.testing.assert_allclose(out["zdepth"][0, 4:], z[4:], rtol=1e-6)
+    np.testing.assert_allclose(out["normals"][0, 4:], np.broadcast_to(n_true, (h - 4, w, 3)), atol=1e-6)
+    assert np.isfinite(out["points"]).all()
+    # without the normal head: normals from depth
+    out2 = convert_moge_output({"depth": depth[0], "mask": mask[0]}, fov)
+    inner = out2["normals"][0, 6:-1, 1:-1]
+    np.testing.assert_allclose(inner, np.broadcast_to(n_true, inner.shape), atol=1e-4)
+
+
+def test_moge_real_package_api():
+    pytest.importorskip("moge")
+    from moge.model.v2 import MoGeModel
+
+    params = inspect.signature(MoGeModel.infer).parameters
+    assert "fov_x" in params and "resolution_level" in params
+
+
+def test_mmseg_conversion_both_api_generations():
+    ids = np.array([[0, 5, 149], [150, -1, 2]])
+    sem, conf = convert_mmseg_result([ids])
+    np.testing.assert_array_equal(sem, [[0, 5, 149], [255, 255, 2]])
+    np.testing.assert_array_equal(conf, [[1, 1, 1], [0, 0, 1]])
+
+    class Data:
+        def __init__(self, data):
+            self.data = data
+
+    class Sample:
+        pass
+
+    logits = torch.zeros(150, 2, 3)
+    logits[7, 0, 0] = 10.0
+    logits[3, 1, 2] = 1.0
+    s = Sample()
+    s.pred_sem_seg = Data(logits.argmax(0)[None])
+    s.seg_logits = Data(logits)
+    sem, conf = convert_mmseg_result(s)
+    assert sem[0, 0] == 7 and sem[1, 2] == 3
+    assert conf[0, 0] > 0.99 and conf[1, 1] == pytest.approx(1 / 150, rel=1e-4)
+
+
+def test_internimage_real_package_api():
+    pytest.importorskip("mmseg")
+    import mmseg.apis as apis
+
+    assert hasattr(apis, "inference_segmentor") or hasattr(apis, "inference_model")
+
+
+def _exact_view(h=64, w=64):
+    z = np.full((h, w), 4.0, np.float32)
+    z[:, w // 2:] = 2.0  # a depth edge down the middle
+    n = np.zeros((h, w, 3), np.float32)
+    n[..., 2] = -1.0
+    sem = np.zeros((h, w), np.uint8)
+    sem[:, w // 2:] = 7
+    return {"zdepth": z, "normals": n, "semantic": sem, "valid": np.ones((h, w), bool)}
+
+
+def test_corruption_parts_do_what_they_say():
+    exact = _exact_view()
+    same = corrupt_view(exact, np.random.default_rng(1))
+    for k in ("zdepth", "normals", "semantic", "valid"):
+        np.testing.assert_array_equal(same[k], exact[k])
+    scaled = corrupt_view(exact, np.random.default_rng(1), scale_sigma=0.2)
+    ratio = scaled["zdepth"] / exact["zdepth"]
+    assert np.ptp(ratio) < 1e-5 and abs(ratio[0, 0] - 1) > 1e-4  # one scale per view
+    blurred = corrupt_view(exact, np.random.default_rng(1), edge_blur_px=2.0)
+    edge_cols = blurred["zdepth"][:, 30:34]
+    assert ((edge_cols > 2.0 + 1e-3) & (edge_cols < 4.0 - 1e-3)).any()  # smeared across the edge
+    np.testing.assert_array_equal(blurred["zdepth"][:, :20], exact["zdepth"][:, :20])  # untouched away from it
+    noisy = corrupt_view(exact, np.random.default_rng(1), label_noise=0.2)
+    frac = (noisy["semantic"] != exact["semantic"]).mean()
+    assert 0.0 < frac <= 0.25
+    holes = [corrupt_view(exact, np.random.default_rng(s), hole_prob=1.0) for s in range(3)]
+    for hcv in holes:
+        assert (~hcv["valid"]).any()
+        assert (hcv["zdepth"][~hcv["valid"]] == 0).all() and (hcv["semantic"][~hcv["valid"]] == 255).all()
+    ang = corrupt_view(exact, np.random.default_rng(1), normal_noise_deg=3.0)["normals"]
+    err = np.degrees(np.arccos(np.clip(-ang[..., 2], -1, 1)))
+    assert 0.5 < err.mean() < 10 and np.allclose(np.linalg.norm(ang, axis=-1), 1, atol=1e-5)
+
+
+def test_oracle_renders_exact_labels_of_a_scene():
+    synthetic = pytest.importorskip("training.synthetic")
+    scene = synthetic.make_scene(3, kind="indoor")
+    cams = {"yaw_deg": np.array([0.0, 120.0]), "pitch_deg": np.array([0.0, -60.0]), "roll_deg": np.zeros(2),
+            "fov_deg": np.array([90.0, 100.0])}
+    exact = build_teacher("oracle", corruption=False)
+    rgb, lab = exact.render(scene, cams, (32, 40))
+    assert rgb.shape == (2, 32, 40, 3) and rgb.dtype == np.uint8
+    ref = synthetic.render_perspective(scene, 120.0, -60.0, 0.0, 100.0, out_hw=(32, 40))
+    np.testing.assert_allclose(lab["zdepth"][1], np.where(lab["valid"][1], ref["zdepth"], 0), rtol=1e-6)
+    np.testing.assert_array_equal(lab["semantic"][1], ref["semantic"])
+    noisy = build_teacher("oracle", seed=5)
+    a = noisy(rgb, cams["fov_deg"], cams, scene)
+    b = noisy(rgb, cams["fov_deg"], cams, scene)
+    np.testing.assert_array_equal(a["zdepth"], b["zdepth"])  # deterministic
+    assert not np.array_equal(a["zdepth"], lab["zdepth"])
+    with pytest.raises(ValueError, match="scene"):
+        noisy(rgb, cams["fov_deg"])
+
+
+def test_teacher_spec_parsing():
+    assert parse_teacher_spec("oracle") == ("oracle", {})
+    assert parse_teacher_spec("hf-seg:/models/seg") == ("hf-seg", {"model_dir": "/models/seg"})
+    name, kw = parse_teacher_spec("internimage:config=a.py,checkpoint=b.pth,device=cuda:0")
+    assert name == "internimage" and kw["config"] == "a.py" and kw["device"] == "cuda:0"
+    assert parse_teacher_spec("oracle:seed=3")[1] == {"seed": 3}
+    assert math.isclose(parse_teacher_spec("hf-depth:model_dir=x,max_depth_m=20.5")[1]["max_depth_m"], 20.5)
