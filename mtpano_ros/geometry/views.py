@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -148,14 +149,18 @@ def perspective_erp_coords(yaw_deg, pitch_deg, roll_deg, fov_deg, out_hw: tuple[
     u in [-0.5, W - 0.5) (wrapped), v in [-0.5, H - 0.5]; pixel centres are integers (DESIGN §3 convention).
     """
     H, W = _check_hw(erp_hw, "erp_hw")
+    h, w = _check_hw(out_hw, "out_hw")
     yaw, pitch, roll, fov = _as_views(yaw_deg, pitch_deg, roll_deg, fov_deg, dtype=dtype, device=device)
-    rot = _rotation(yaw, pitch, roll)
-    rays = torch.einsum("vij,vhwj->vhwi", rot, camera_rays(fov, out_hw, dtype=dtype, device=device))
-    x, y, z = rays.unbind(-1)
+    rot = _rotation(yaw, pitch, roll)[:, :, :, None, None]  # (V, 3, 3, 1, 1)
+    f = focal_px(fov, w).to(dtype)[:, None, None]
+    # the camera ray (a, b, 1) is affine in the pixel indices, so R @ ray = a R[:, 0] + b R[:, 1] + R[:, 2]
+    a = (torch.arange(w, dtype=dtype, device=device) + (0.5 - w / 2.0))[None, None, :] / f  # (V, 1, w)
+    b = (torch.arange(h, dtype=dtype, device=device) + (0.5 - h / 2.0))[None, :, None] / f  # (V, h, 1)
+    x, y, z = (a * rot[:, i, 0] + (b * rot[:, i, 1] + rot[:, i, 2]) for i in range(3))
     lon = torch.atan2(y, x)
-    lat = torch.atan2(z, torch.sqrt(x * x + y * y))
-    u = (0.5 - lon / (2.0 * math.pi)) * W - 0.5
-    v = (0.5 - lat / math.pi) * H - 0.5
+    lat = torch.atan2(z, torch.hypot(x, y))
+    u = lon * (-W / (2.0 * math.pi)) + (0.5 * W - 0.5)
+    v = lat * (-H / math.pi) + (0.5 * H - 0.5)
     u = torch.remainder(u + 0.5, W) - 0.5
     return torch.stack((u, v), -1)
 
@@ -377,3 +382,79 @@ def cubemap_to_erp(faces: torch.Tensor, erp_hw: tuple[int, int], mode: str = "bi
     first = torch.argmax(mask.to(torch.uint8), dim=1, keepdim=True)
     out = torch.gather(vals, 1, first.expand(-1, -1, vals.shape[2], -1, -1))[:, 0]
     return out.round().to(faces.dtype)
+
+
+# ------------------------------------------------------------------------------------------- numpy fast path
+def _pad_erp_np(erp: np.ndarray) -> np.ndarray:
+    """numpy twin of _pad_erp for (H, W, ...) arrays -> (H+2, W+2, ...)."""
+    W = erp.shape[1]
+    top = np.roll(erp[:1], W // 2, axis=1)
+    bottom = np.roll(erp[-1:], W // 2, axis=1)
+    x = np.concatenate((top, erp, bottom), axis=0)
+    return np.concatenate((x[:, -1:], x, x[:, :1]), axis=1)
+
+
+def _cv2_maps(views, out_hw, erp_hw, nearest: bool):
+    """Cached cv2 fixed-point remap tables into the padded ERP, views stacked vertically in chunks.
+
+    Returns a list of (first_view, last_view + 1, map1, map2); each chunk stays below OpenCV's 32767-row limit.
+    """
+    import cv2
+
+    key = _key("e2p_cv2", views, tuple(out_hw), tuple(erp_hw), nearest)
+
+    def make():
+        h, w = out_hw
+        uv = perspective_erp_coords(*views, out_hw, erp_hw, dtype=torch.float32)
+        mx = (uv[..., 0] + 1.0).numpy()
+        my = (uv[..., 1] + 1.0).numpy()
+        step = max(1, 32000 // h)
+        chunks = []
+        for s in range(0, mx.shape[0], step):
+            e = min(s + step, mx.shape[0])
+            m1, m2 = cv2.convertMaps(mx[s:e].reshape(-1, w), my[s:e].reshape(-1, w), cv2.CV_16SC2,
+                                     nninterpolation=nearest)
+            chunks.append((s, e, m1, m2))
+        return chunks
+
+    return _cached(key, make)
+
+
+def erp_to_perspective_np(erp, yaw_deg, pitch_deg, roll_deg, fov_deg, out_hw: tuple[int, int],
+                          mode: str = "bilinear"):
+    """numpy twin of erp_to_perspective for one panorama, fast on CPU (uses OpenCV's remap when installed).
+
+    erp: (H, W) or (H, W, C) array; uint8, uint16, int16, float32 or float64 (other dtypes go through torch).
+    View parameters and mode as erp_to_perspective (bilinear for colour/float maps, nearest for labels).
+    Returns (V, h, w) or (V, h, w, C) in erp's dtype. Bilinear weights are quantised to 1/32 pixel (OpenCV).
+    """
+    if not isinstance(erp, np.ndarray) or erp.ndim not in (2, 3):
+        raise ValueError(f"erp must be a numpy array of shape (H, W) or (H, W, C), got "
+                         f"{getattr(erp, 'shape', type(erp).__name__)}")
+    if mode not in ("bilinear", "nearest"):
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    h, w = _check_hw(out_hw, "out_hw")
+    H, W = erp.shape[:2]
+    views = _as_views(yaw_deg, pitch_deg, roll_deg, fov_deg)
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    channels_ok = erp.ndim == 2 or erp.shape[2] <= 4
+    if (cv2 is None or erp.dtype not in (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+            or W + 2 > 32767 or H + 2 > 32767 or not channels_ok):
+        t = torch.from_numpy(np.ascontiguousarray(erp))
+        t = t[None, None] if erp.ndim == 2 else t.permute(2, 0, 1)[None]
+        if mode == "bilinear" and not t.is_floating_point():
+            out = erp_to_perspective(t.float(), *views, (h, w), mode).round().clamp(
+                float(np.iinfo(erp.dtype).min), float(np.iinfo(erp.dtype).max)).to(t.dtype)
+        else:
+            out = erp_to_perspective(t, *views, (h, w), mode)
+        out = out[0].permute(0, 2, 3, 1).numpy()
+        return out[..., 0] if erp.ndim == 2 else out
+    chunks = _cv2_maps(views, (h, w), (H, W), mode == "nearest")
+    padded = _pad_erp_np(np.ascontiguousarray(erp))
+    interp = cv2.INTER_NEAREST if mode == "nearest" else cv2.INTER_LINEAR
+    outs = [cv2.remap(padded, m1, m2, interp, borderMode=cv2.BORDER_REPLICATE).reshape((e - s, h, w) + erp.shape[2:])
+            for s, e, m1, m2 in chunks]
+    return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
