@@ -341,8 +341,8 @@ class PerceptionNode(Node):
 
     # ---- diagnostics ------------------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
-        msg = diagnostic_array(self._stats, f"{self.get_name()}: perception", self._static_diag["device"],
-                               self._static_diag, stamp=self.get_clock().now().to_msg())
+        msg = diagnostic_array(self._stats, f"{self.get_fully_qualified_name()}: perception",
+                               self._static_diag["device"], self._static_diag, stamp=self.get_clock().now().to_msg())
         self._diag_pub.publish(msg)
 
     def stats(self) -> dict:
