@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-OUTPUT_TOPICS = ("semantic", "semantic/color", "depth", "normals", "normals/color", "points")
+from mtpano_ros.ros.node import OUTPUT_TOPICS  # the node owns the list of its output topics
 
 
 def matching_qos(node, topic: str, depth: int = 5):

@@ -165,6 +165,9 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
                         help="before the first frame, wait until this many subscribers are matched")
     parser.add_argument("--wait-output", default=None, metavar="TOPIC",
                         help="lock step: after each frame, wait for TOPIC (e.g. semantic) to carry its stamp")
+    parser.add_argument("--wait-output-subscribers", type=int, default=1, metavar="N",
+                        help="lock step: before the first frame, wait until TOPIC has N subscribers (this tool "
+                             "counts as one; 2 = also a recorder)")
     parser.add_argument("--wait-timeout-s", type=float, default=120.0,
                         help="give up waiting (for subscribers or one frame's output) after this long")
     parser.add_argument("--manifest", type=Path, default=None,
@@ -238,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             out_type = PointCloud2 if out_topic.rstrip("/").endswith("points") else Image
             lockstep_sub = node.create_subscription(out_type, out_topic, on_output, matching_qos(node, out_topic))
             wait_until(lambda: lockstep_sub.get_publisher_count() > 0, args.wait_timeout_s)
+            if not wait_until(lambda: node.count_subscribers(out_topic) >= args.wait_output_subscribers,
+                              args.wait_timeout_s):
+                log.warning(f"{out_topic} has fewer than {args.wait_output_subscribers} subscribers; starting anyway")
+            time.sleep(0.5)  # discovery has announced every endpoint; give the matching a moment to complete
         total = len(frames) if not args.count else args.count
         log.info(f"publishing {'endlessly' if args.loop else total} frame(s) from {args.source} on "
                  f"{publisher.topic_name} at {args.rate_hz:g} Hz")
@@ -261,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
                 with cond:
                     got = cond.wait_for(lambda: stamp_ns in received, timeout=args.wait_timeout_s)  # noqa: B023
                 entry["output_received"] = bool(got)
-                if not got:
+                if got:
+                    waited_ms = (node.get_clock().now().nanoseconds - stamp_ns) / 1e6
+                    log.info(f"{index + 1}/{total} {frame.name}: {args.wait_output} after {waited_ms:.0f} ms")
+                else:
                     missed += 1
                     log.warning(f"no {args.wait_output} output for {frame.name} within {args.wait_timeout_s:.0f} s")
                 next_t = max(next_t, time.monotonic())  # lock step: the rate is an upper bound
