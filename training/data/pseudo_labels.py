@@ -1,0 +1,161 @@
+"""Training samples from a pseudo-label store (made by training/pseudo_label.py), MTPano's released recipe.
+
+Each sample is one panorama. Depth is supervised on ONE randomly chosen view's spherical patch only (the
+teacher's z-depth pasted onto the ERP grid as radial depth, masked to the patch); semantics and normals come
+from the merged (fused) labels, masked where their fusion confidence is below a threshold. `depth="merged"`
+uses the fused depth instead (MTPano does so for its first 1000 iterations and during warm-up).
+
+Sample keys (the dataset-sample contract): "image" (3,H,W) float32 [0,1]; "depth" (1,H,W) float32 radial m, 0
+where unsupervised; "depth_mask" (1,H,W) bool; "normals" (3,H,W) float32 panorama frame; "normals_mask" (1,H,W)
+bool; "semantic" (H,W) int64 (255 ignore). Extra: "semantic_conf" (H,W) float32, "view_index" int64,
+"depth_affine" bool (True when the teacher's depth is only affine-invariant: use the SSI depth loss).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mtpano_ros.geometry import perspective_depth_to_erp
+
+CAM_KEYS = ("yaw_deg", "pitch_deg", "roll_deg", "fov_deg")
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f"cannot read {path}")
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def yaw_roll(sample: dict, shift: int) -> dict:
+    """Rotate a sample about the vertical axis by rolling its columns by `shift` (wrap-around).
+
+    new[:, u] = old[:, u - shift], i.e. the scene turns by -shift * 360/W degrees of longitude; normals rotate
+    with it (about +z). Applies to every (.., H, W) tensor in the sample.
+    """
+    if shift == 0:
+        return sample
+    out = {}
+    for k, v in sample.items():
+        out[k] = torch.roll(v, shifts=shift, dims=-1) if isinstance(v, torch.Tensor) and v.dim() >= 2 else v
+    W = sample["image"].shape[-1]
+    a = -2.0 * math.pi * shift / W
+    c, s = math.cos(a), math.sin(a)
+    n = out["normals"]
+    out["normals"] = torch.stack((c * n[0] - s * n[1], s * n[0] + c * n[1], n[2]))
+    return out
+
+
+def mirror(sample: dict) -> dict:
+    """Left-right mirror of a panorama sample: new[:, u] = old[:, W-1-u]; normals' y component flips (REP 103)."""
+    out = {k: (torch.flip(v, dims=(-1,)) if isinstance(v, torch.Tensor) and v.dim() >= 2 else v)
+           for k, v in sample.items()}
+    n = out["normals"].clone()
+    n[1] = -n[1]
+    out["normals"] = n
+    return out
+
+
+class PseudoLabelDataset(Dataset):
+    """Samples from a pseudo-label store. See the module doc.
+
+    root: the store directory. out_hw: sample size (H, W) (default: the store's erp_hw). depth: "patch" (one
+    random view) or "merged". min_semantic_conf / min_normals_conf: fused labels below these are ignored.
+    augment: random yaw rotation and mirroring. items: optional list of item ids (e.g. a split).
+    """
+
+    def __init__(self, root, out_hw: tuple[int, int] | None = None, depth: str = "patch",
+                 min_semantic_conf: float = 0.3, min_normals_conf: float = 0.5, augment: bool = True,
+                 items: list[str] | None = None):
+        self.root = Path(root)
+        meta_path = self.root / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{self.root} is not a pseudo-label store (no meta.json); make one with "
+                                    "`python -m training.pseudo_label --out DIR ...`")
+        self.meta = json.loads(meta_path.read_text())
+        if depth not in ("patch", "merged"):
+            raise ValueError(f"depth must be 'patch' or 'merged', got {depth!r}")
+        self.depth_mode = depth
+        self.erp_hw = tuple(self.meta["erp_hw"])
+        self.out_hw = tuple(out_hw) if out_hw else self.erp_hw
+        self.min_semantic_conf = float(min_semantic_conf)
+        self.min_normals_conf = float(min_normals_conf)
+        self.augment = augment
+        self.depth_affine = self.meta.get("depth_kind", "metric") != "metric"
+        if items is None:
+            items = sorted(p.parent.name for p in (self.root / "items").glob("*/item.json"))
+        self.items = list(items)
+        if not self.items:
+            raise RuntimeError(f"{self.root} holds no finished items")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _resize(self, x: np.ndarray, nearest: bool) -> np.ndarray:
+        import cv2
+
+        H, W = self.out_hw
+        if x.shape[:2] == (H, W):
+            return x
+        if nearest:
+            return cv2.resize(x, (W, H), interpolation=cv2.INTER_NEAREST)
+        return cv2.resize(x, (W, H), interpolation=cv2.INTER_AREA if x.shape[1] > W else cv2.INTER_LINEAR)
+
+    def __getitem__(self, index: int) -> dict:
+        d = self.root / "items" / self.items[index]
+        rgb = self._resize(_read_rgb(d / "image.png"), nearest=False)
+        with np.load(d / "merged.npz") as m:
+            merged = {k: m[k] for k in m.files}
+        H, W = self.out_hw
+        sample = {"image": torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0}
+        if "semantic" in merged:
+            sem = self._resize(merged["semantic"], nearest=True).astype(np.int64)
+            conf = self._resize(merged["semantic_conf"].astype(np.float32), nearest=True)
+            sem = np.where(conf >= self.min_semantic_conf, sem, 255)
+            sample["semantic"] = torch.from_numpy(sem)
+            sample["semantic_conf"] = torch.from_numpy(conf.astype(np.float32))
+        else:
+            sample["semantic"] = torch.full((H, W), 255, dtype=torch.int64)
+            sample["semantic_conf"] = torch.zeros(H, W)
+        if "normals" in merged:
+            n = self._resize(merged["normals"].astype(np.float32), nearest=True)
+            nconf = self._resize(merged["normals_conf"].astype(np.float32), nearest=True)
+            nmask = (nconf >= self.min_normals_conf) & (np.abs(n).sum(-1) > 0)
+            sample["normals"] = torch.from_numpy(np.where(nmask[..., None], n, 0.0)).permute(2, 0, 1).float()
+            sample["normals_mask"] = torch.from_numpy(nmask)[None]
+        else:
+            sample["normals"] = torch.zeros(3, H, W)
+            sample["normals_mask"] = torch.zeros(1, H, W, dtype=torch.bool)
+        view_index = -1
+        if self.depth_mode == "merged" and "depth" in merged:
+            dep = self._resize(merged["depth"].astype(np.float32), nearest=True)
+            sample["depth"] = torch.from_numpy(dep)[None]
+            sample["depth_mask"] = sample["depth"] > 0
+        else:
+            with np.load(d / "views.npz") as v:
+                if "zdepth" not in v.files:
+                    sample["depth"] = torch.zeros(1, H, W)
+                    sample["depth_mask"] = torch.zeros(1, H, W, dtype=torch.bool)
+                else:
+                    view_index = random.randrange(len(v["fov_deg"]))
+                    z = torch.from_numpy(v["zdepth"][view_index].astype(np.float32))[None, None, None]
+                    cam = [float(v[k][view_index]) for k in CAM_KEYS]
+                    r, mask = perspective_depth_to_erp(z, *cam, erp_hw=(H, W))
+                    sample["depth"] = r[0, 0]
+                    sample["depth_mask"] = mask[0, 0]
+        sample["view_index"] = torch.tensor(view_index)
+        sample["depth_affine"] = torch.tensor(self.depth_affine)
+        if self.augment:
+            sample = yaw_roll(sample, random.randrange(W))
+            if random.random() < 0.5:
+                sample = mirror(sample)
+        return sample
