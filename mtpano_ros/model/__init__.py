@@ -1,1 +1,13 @@
-"""mtpano_ros.model."""
+"""PD-BridgeNet models: registry, checkpoints, inference (see DESIGN §4 and README "Model and official weights").
+
+    from mtpano_ros.model import load_model, infer
+    model = load_model("default")            # bundled weights; "mtpano-tiny" etc. give random weights
+    result = infer(model, rgb_uint8_hw3)     # {"semantic", "depth", "normals"} batched numpy
+"""
+
+from mtpano_ros.model.checkpoint import load_model, save_checkpoint
+from mtpano_ros.model.inference import infer, postprocess, preprocess
+from mtpano_ros.model.registry import create_model, list_models, model_config
+
+__all__ = ["create_model", "infer", "list_models", "load_model", "model_config", "postprocess", "preprocess",
+           "save_checkpoint"]

@@ -1,0 +1,117 @@
+"""User-facing inference: ``preprocess`` -> model -> ``postprocess``; ``infer`` chains them.
+
+Outputs follow DESIGN §3: semantic ADE20K ids (255 unknown), radial depth in metres (NaN invalid: sky or <= 0),
+unit normals in the REP 103 panorama frame (NaN invalid). Resizing to ``out_hw`` wraps horizontally.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mtpano_ros.model.layers import wrap_pad
+
+SKY_ID = 2
+IGNORE_INDEX = 255
+
+
+def preprocess(images, input_hw: tuple[int, int]) -> torch.Tensor:
+    """Images -> (B, 3, h, w) float32 in [0, 1] at ``input_hw`` = (h, w).
+
+    Accepts uint8 RGB numpy (H, W, 3) or (B, H, W, 3) (each image resized with one ``cv2.resize`` INTER_AREA,
+    no full-resolution float copy) or float tensors (3, H, W) / (B, 3, H, W) in [0, 1] (bilinear, wrap-aware).
+    """
+    h, w = int(input_hw[0]), int(input_hw[1])
+    if isinstance(images, np.ndarray):
+        if images.dtype != np.uint8:
+            raise TypeError(f"numpy images must be uint8 RGB (H, W, 3) or (B, H, W, 3), got dtype {images.dtype}")
+        arr = images[None] if images.ndim == 3 else images
+        if arr.ndim != 4 or arr.shape[-1] != 3:
+            raise ValueError(f"numpy images must be (H, W, 3) or (B, H, W, 3) RGB, got shape {images.shape}")
+        import cv2
+
+        out = np.empty((arr.shape[0], h, w, 3), dtype=np.uint8)
+        for i, im in enumerate(arr):
+            out[i] = im if im.shape[:2] == (h, w) else cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    if isinstance(images, torch.Tensor):
+        x = images[None] if images.ndim == 3 else images
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"tensor images must be (3, H, W) or (B, 3, H, W), got shape {tuple(images.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"tensor images must be float in [0, 1], got dtype {x.dtype}")
+        x = x.float()
+        if tuple(x.shape[-2:]) != (h, w):
+            x = _resize_wrap(x, (h, w))
+        return x
+    raise TypeError(f"unsupported image type {type(images).__name__}: pass uint8 numpy RGB or a float tensor")
+
+
+def _resize_wrap(x: torch.Tensor, out_hw: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """Resize (B, C, H, W) to out_hw with one wrapped column on each side (so the seam interpolates across)."""
+    h, w = x.shape[-2:]
+    oh, ow = int(out_hw[0]), int(out_hw[1])
+    if (h, w) == (oh, ow):
+        return x
+    xp = wrap_pad(x, 0, 1)
+    # the padded image spans w + 2 source columns; sample the central w columns at the output resolution
+    scale_w = ow / w
+    pw = int(round((w + 2) * scale_w))
+    if mode == "nearest":
+        y = F.interpolate(xp, size=(oh, pw), mode="nearest")
+    else:
+        y = F.interpolate(xp, size=(oh, pw), mode="bilinear", align_corners=False)
+    off = int(round(scale_w))
+    return y[..., off:off + ow]
+
+
+def postprocess(outputs: dict, out_hw: tuple[int, int] | None = None) -> dict:
+    """Model outputs -> numpy results, batched.
+
+    outputs: ``semantic_logits`` (B, C, H, W) or ``semantic`` (B, H, W) int ids; ``depth`` (B, 1, H, W) metres;
+    ``normals`` (B, 3, H, W) panorama frame. Returns ``semantic`` (B, h, w) uint8 (255 unknown), ``depth``
+    (B, h, w) float32 metres (NaN where sky or <= 0), ``normals`` (B, h, w, 3) float32 unit, panorama frame
+    (NaN where sky or zero length), at ``out_hw`` = (h, w) (default: the outputs' size).
+    """
+    with torch.no_grad():
+        if "semantic" in outputs:
+            sem = outputs["semantic"]
+            sem = sem if isinstance(sem, torch.Tensor) else torch.as_tensor(np.asarray(sem))
+            sem = sem.long()
+        else:
+            sem = outputs["semantic_logits"].argmax(dim=1)
+        depth = outputs["depth"].float()
+        normals = outputs["normals"].float()
+        if out_hw is not None and tuple(out_hw) != tuple(depth.shape[-2:]):
+            sem = _resize_wrap(sem[:, None].float(), out_hw, mode="nearest")[:, 0].long()
+            depth = _resize_wrap(depth, out_hw)
+            normals = _resize_wrap(normals, out_hw)
+        sky = sem == SKY_ID
+        d = depth[:, 0]
+        d = torch.where(sky | ~(d > 0), torch.full_like(d, float("nan")), d)
+        n2 = (normals * normals).sum(dim=1)
+        n = normals * torch.rsqrt(n2.clamp_min(1e-24))[:, None]
+        n = torch.where((sky | ~(n2 > 1e-12))[:, None], torch.full_like(n, float("nan")), n)
+        sem_u8 = torch.where((sem >= 0) & (sem < 255), sem, torch.full_like(sem, IGNORE_INDEX)).to(torch.uint8)
+        return {"semantic": sem_u8.cpu().numpy(), "depth": d.cpu().numpy().astype(np.float32, copy=False),
+                "normals": n.permute(0, 2, 3, 1).contiguous().cpu().numpy().astype(np.float32, copy=False)}
+
+
+def infer(model: nn.Module, images, out_hw: tuple[int, int] | None = None) -> dict:
+    """postprocess(model(preprocess(images, model input size)), out_hw), in eval mode without gradients.
+
+    images: uint8 RGB numpy (H, W, 3) / (B, H, W, 3) or float tensors (3, H, W) / (B, 3, H, W) in [0, 1].
+    Returns batched numpy ``semantic`` (B, h, w) uint8, ``depth`` (B, h, w) metres, ``normals`` (B, h, w, 3).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        dev = next(model.parameters()).device
+        x = preprocess(images, tuple(model.config["input_hw"])).to(dev)
+        with torch.inference_mode():
+            out = model(x)
+        return postprocess(out, out_hw)
+    finally:
+        model.train(was_training)

@@ -1,0 +1,399 @@
+"""PD-BridgeNet (MTPano): backbone taps -> cascaded group refiner (invariant / variant branches) -> scale
+aggregators -> auxiliary and extended heads -> bridge cross-attention with truncated gradient flow ->
+zero-initialised injection back into every level -> one DPT neck and head per task.
+
+Module and parameter names follow the official implementation, so ``mtpano-vitl``'s state dict maps one to one
+onto the official checkpoint. Task names inside the network are the official ones:
+``semseg``, ``depth``, ``normals`` (main tasks), ``grad``, ``sdf`` (edge distance field), ``point`` (metric
+point map). Invariant tasks (semseg, depth, grad, sdf) read the invariant branch, variant tasks (normals,
+point) the geometry-modulated variant branch.
+
+Geometry priors (``RayDir`` (1, 3, h, w), ``PE`` (1, 2, h, w) on the token grid, persistent buffers):
+- ``geometry="official"`` (``mtpano-vitl``): the official buffers, phi = linspace(0, 1, h) * pi down the rows,
+  theta = linspace(0, 1, w) * 2 pi across, RayDir = (sin phi cos theta, cos phi, sin phi sin theta),
+  PE = (phi, theta); the pole weight of the token mixer is |RayDir[1]| = |cos phi|.
+- ``geometry="rep103"`` (our variants): token-centre rays in the REP 103 panorama frame (DESIGN §3) and
+  PE = (latitude, longitude) in radians; the pole weight is |RayDir[2]| = |sin latitude|.
+At a token grid other than the buffers' the same formula is evaluated for that grid (a constant in export).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mtpano_ros.geometry.erp import erp_lonlat_grid
+from mtpano_ros.model.dpt import DenseHead, DPTNeck, SemanticHead
+from mtpano_ros.model.layers import ERPConv2d, LayerNorm2d, erp_resize
+from mtpano_ros.model.vit import DINOv3ViT
+
+MAIN_TASKS = ("semseg", "depth", "normals")
+EXTENDED_TASKS = ("grad", "sdf", "point")
+TASK_BRANCH = {"semseg": "invariant", "depth": "invariant", "normals": "variant",
+               "grad": "invariant", "sdf": "invariant", "point": "variant"}
+INV_TASKS = ("grad", "sdf", "semseg", "depth")
+VAR_TASKS = ("normals", "point")
+TASK_OUT = {"semseg": 150, "depth": 1, "normals": 3, "grad": 2, "sdf": 1, "point": 3}
+
+
+def geometry_priors(grid_h: int, grid_w: int, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(RayDir (1, 3, h, w), PE (1, 2, h, w)) float32 for a token grid; ``mode`` "official" or "rep103"."""
+    if mode == "official":
+        phi, theta = torch.meshgrid(torch.linspace(0, 1, grid_h) * math.pi,
+                                    torch.linspace(0, 1, grid_w) * 2 * math.pi, indexing="ij")
+        ray = torch.stack([torch.sin(phi) * torch.cos(theta), torch.cos(phi), torch.sin(phi) * torch.sin(theta)])
+        pe = torch.stack([phi, theta])
+    elif mode == "rep103":
+        ll = erp_lonlat_grid(grid_h, grid_w, dtype=torch.float64)
+        lon, lat = ll[..., 0], ll[..., 1]
+        ray = torch.stack([torch.cos(lat) * torch.cos(lon), torch.cos(lat) * torch.sin(lon), torch.sin(lat)])
+        pe = torch.stack([lat, lon])
+    else:
+        raise ValueError(f"unknown geometry mode {mode!r}; expected 'official' or 'rep103'")
+    return ray[None].float(), pe[None].float()
+
+
+class ERPTokenMixer(nn.Module):
+    """ERP token mixer (official name ``EquiRectangularDualConv``): (B, C, h, w) -> (B, C, h, w).
+
+    out = (1 - w) * Conv3x3(x) + w * DepthwiseConv3x9(x), w = |sin latitude| (1, 1, h, w) in [0, 1]:
+    the dense kernel at the equator, the wide depthwise kernel towards the poles where ERP stretches rows.
+    """
+
+    def __init__(self, ch: int, wrap: bool):
+        super().__init__()
+        self.equator_conv = ERPConv2d(ch, ch, 3, wrap=wrap)
+        self.pole_conv = ERPConv2d(ch, ch, (3, 9), groups=ch, wrap=wrap)
+        nn.init.kaiming_normal_(self.equator_conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.kaiming_normal_(self.pole_conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.equator_conv.bias)
+        nn.init.zeros_(self.pole_conv.bias)
+
+    def forward(self, x: torch.Tensor, pole_weight: torch.Tensor) -> torch.Tensor:
+        return (1 - pole_weight) * self.equator_conv(x) + pole_weight * self.pole_conv(x)
+
+
+class MixerResidualBlock(nn.Module):
+    """Invariant-branch block (official ``StandardResidualBlock``): x + conv1x1(GELU(mixer(GELU(conv1x1(x))))).
+
+    The last conv is zero-initialised, so a fresh block is the identity.
+    """
+
+    def __init__(self, ch: int, wrap: bool, reduction: int = 4):
+        super().__init__()
+        mid = ch // reduction
+        self.conv1 = nn.Conv2d(ch, mid, 1)
+        self.spatial_process = ERPTokenMixer(mid, wrap)
+        self.conv2 = nn.Conv2d(mid, ch, 1)
+        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, pole_weight: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.spatial_process(F.gelu(self.conv1(x)), pole_weight))
+        return x + self.conv2(h)
+
+
+class GeometryModulatedBlock(nn.Module):
+    """Variant-branch block: the mixer residual path modulated by the geometry prior.
+
+    gamma, beta = MLP([ray (3), spherical position (2)]) (1x1 convs, ReLU); out = x + f * (1 + gamma) + beta with
+    f the residual path. The residual path's last conv and the MLP's last conv are zero-initialised (a fresh block
+    is the identity and starts unmodulated).
+    """
+
+    def __init__(self, ch: int, wrap: bool, reduction: int = 4):
+        super().__init__()
+        mid = ch // reduction
+        self.conv1 = nn.Conv2d(ch, mid, 1)
+        self.spatial_process = ERPTokenMixer(mid, wrap)
+        self.conv2 = nn.Conv2d(mid, ch, 1)
+        self.geo_mlp = nn.Sequential(nn.Conv2d(5, mid, 1), nn.ReLU(), nn.Conv2d(mid, 2 * ch, 1))
+        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        nn.init.kaiming_normal_(self.geo_mlp[0].weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.geo_mlp[0].bias)
+        nn.init.zeros_(self.geo_mlp[2].weight)
+        nn.init.zeros_(self.geo_mlp[2].bias)
+
+    def forward(self, x: torch.Tensor, pole_weight: torch.Tensor, geo: torch.Tensor) -> torch.Tensor:
+        f = self.conv2(F.gelu(self.spatial_process(F.gelu(self.conv1(x)), pole_weight)))
+        gamma, beta = self.geo_mlp(geo).chunk(2, dim=1)
+        return x + (f * (1 + gamma) + beta)
+
+
+class CascadedGroupRefiner(nn.Module):
+    """One backbone level (B, C, h, w) -> (invariant map, variant map), each (B, C, h, w), two blocks each."""
+
+    def __init__(self, ch: int, wrap: bool, layers: int = 2):
+        super().__init__()
+        self.invariant_layers = nn.ModuleList([MixerResidualBlock(ch, wrap) for _ in range(layers)])
+        self.variant_layers = nn.ModuleList([GeometryModulatedBlock(ch, wrap) for _ in range(layers)])
+
+    def forward(self, x: torch.Tensor, pole_weight: torch.Tensor, geo: torch.Tensor):
+        inv = x
+        for blk in self.invariant_layers:
+            inv = blk(inv, pole_weight)
+        var = x
+        for blk in self.variant_layers:
+            var = blk(var, pole_weight, geo)
+        return inv, var
+
+
+class ScaleAggregator(nn.Module):
+    """Concatenate the levels' maps along channels and fuse: conv1x1 (no bias) -> LayerNorm2d -> GELU."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.fusion_conv = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), LayerNorm2d(out_ch), nn.GELU())
+        nn.init.kaiming_normal_(self.fusion_conv[0].weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        return self.fusion_conv(torch.cat(feats, dim=1))
+
+
+class AuxTaskHead(nn.Module):
+    """Auxiliary head on the aggregated map (B, D, h, w) -> (task feature (B, D, h, w), prediction (B, out, h, w)).
+
+    The task feature is the bridge's key/value source for this task.
+    """
+
+    def __init__(self, ch: int, out_ch: int, wrap: bool):
+        super().__init__()
+        self.feature_extractor = nn.Sequential(
+            ERPConv2d(ch, ch, 3, bias=False, wrap=wrap), LayerNorm2d(ch), nn.GELU(),
+            nn.Conv2d(ch, ch, 1, bias=False), LayerNorm2d(ch), nn.GELU())
+        self.classifier = nn.Conv2d(ch, out_ch, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.feature_extractor(x)
+        return f, self.classifier(f)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head cross-attention with separate q/k/v projections: (B, Nq, D), (B, Nkv, D) -> (B, Nq, D)."""
+
+    def __init__(self, dim: int, num_heads: int = 4):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(dim, dim)
+        self.to_v = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, xq: torch.Tensor, xkv: torch.Tensor) -> torch.Tensor:
+        b, nq, d = xq.shape
+        nkv, hd = xkv.shape[1], d // self.num_heads
+        q = self.to_q(xq).reshape(b, nq, self.num_heads, hd).permute(0, 2, 1, 3)
+        k = self.to_k(xkv).reshape(b, nkv, self.num_heads, hd).permute(0, 2, 1, 3)
+        v = self.to_v(xkv).reshape(b, nkv, self.num_heads, hd).permute(0, 2, 1, 3)
+        attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, nq, d))
+
+
+class BridgeMlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class BridgeBlock(nn.Module):
+    """Bridge: the branch's aggregated map (B, D, h, w) queries all six tasks' features.
+
+    Each task feature is squeezed by a stride-2 3x3 conv to (h/2, w/2) tokens; the features of tasks outside
+    ``own_tasks`` are detached (truncated gradient flow: this branch reads them, never trains them).
+    x = q + CrossAttn(LN(q), LN(kv)); x = x + MLP(LN(x)). Returns (B, D, h, w).
+    """
+
+    def __init__(self, dim: int, own_tasks: tuple[str, ...], wrap: bool, num_heads: int = 4):
+        super().__init__()
+        self.own_tasks = tuple(own_tasks)
+        self.norm1_q = nn.LayerNorm(dim)
+        self.norm1_kv = nn.LayerNorm(dim)
+        self.cross_attn = CrossAttention(dim, num_heads)
+        self.kv_squeeze = nn.ModuleDict({t: ERPConv2d(dim, dim, 3, stride=2, wrap=wrap)
+                                         for t in INV_TASKS + VAR_TASKS})
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = BridgeMlp(dim, 4 * dim)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor, task_feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        b, d, h, w = x.shape
+        q = x.flatten(2).transpose(1, 2)
+        kv = []
+        for t, conv in self.kv_squeeze.items():
+            f = conv(task_feats[t]).flatten(2).transpose(1, 2)
+            kv.append(f if t in self.own_tasks else f.detach())
+        kv = torch.cat(kv, dim=1)
+        q = q + self.cross_attn(self.norm1_q(q), self.norm1_kv(kv))
+        q = q + self.mlp(self.norm2(q))
+        return q.transpose(1, 2).reshape(b, d, h, w)
+
+
+def _task_adapter(ch: int, wrap: bool) -> nn.Sequential:
+    """conv3x3 (no bias) -> LayerNorm2d -> GELU -> conv1x1 (zero-initialised)."""
+    a = nn.Sequential(ERPConv2d(ch, ch, 3, bias=False, wrap=wrap), LayerNorm2d(ch), nn.GELU(), nn.Conv2d(ch, ch, 1))
+    nn.init.kaiming_normal_(a[0].weight, mode="fan_out", nonlinearity="relu")
+    nn.init.zeros_(a[3].weight)
+    nn.init.zeros_(a[3].bias)
+    return a
+
+
+def _zero_conv(cin: int, cout: int) -> nn.Conv2d:
+    c = nn.Conv2d(cin, cout, 1)
+    nn.init.zeros_(c.weight)
+    nn.init.zeros_(c.bias)
+    return c
+
+
+# Official normal/point frame (the frame the released weights' normal labels were made in) -> REP 103.
+# ours = (-N_x, -N_z, -N_y); see mtpano_ros.model.inference.official_to_rep103 for the evidence.
+OFFICIAL_TO_REP103_PERM = (0, 2, 1)
+
+
+def official_to_rep103(v: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) vectors in the official MTPano frame -> REP 103 panorama frame: (-N_x, -N_z, -N_y)."""
+    return -v[:, OFFICIAL_TO_REP103_PERM, :, :]
+
+
+def unit_vectors(v: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(B, 3, H, W) -> unit vectors along dim 1 (v / max(|v|, eps)); cheaper on CPU than F.normalize on NCHW."""
+    return v * torch.rsqrt((v * v).sum(dim=1, keepdim=True).clamp_min(eps * eps))
+
+
+class PDBridgeNet(nn.Module):
+    """PD-BridgeNet. ``forward(images)``: images (B, 3, H, W) float in [0, 1] (ImageNet normalisation inside),
+    H and W multiples of the patch size. Returns a dict (see mtpano_ros.model docs):
+    ``semantic_logits`` (B, 150, H, W), ``depth`` (B, 1, H, W) radial metres >= 0, ``normals`` (B, 3, H, W)
+    unit vectors in the REP 103 panorama frame; in training mode also ``aux`` (intermediate predictions).
+    ``forward_raw(images)`` returns the official-style dict (official task names and frame, unnormalised).
+    """
+
+    def __init__(self, config: dict):
+        super().__init__()
+        cfg = dict(config)
+        self.config = cfg
+        wrap = bool(cfg["wrap"])
+        self.wrap = wrap
+        self.geometry_mode = cfg["geometry"]
+        self.pole_axis = 1 if self.geometry_mode == "official" else 2
+        self.head_frame = cfg["head_frame"]
+        d, bd = int(cfg["embed_dim"]), int(cfg["bridge_dim"])
+        self.patch_size = int(cfg["patch_size"])
+        self.register_buffer("mean", torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        gh, gw = cfg["input_hw"][0] // self.patch_size, cfg["input_hw"][1] // self.patch_size
+        ray, pe = geometry_priors(gh, gw, self.geometry_mode)
+        self.register_buffer("RayDir", ray)
+        self.register_buffer("PE", pe)
+
+        self.backbone = DINOv3ViT(
+            dim=d, depth=int(cfg["depth"]), num_heads=int(cfg["num_heads"]), patch_size=self.patch_size,
+            num_register_tokens=int(cfg["num_register_tokens"]), mlp_ratio=float(cfg["mlp_ratio"]),
+            layer_norm_eps=float(cfg["layer_norm_eps"]), rope_theta=float(cfg["rope_theta"]),
+            key_bias=bool(cfg["key_bias"]), rope_mode=cfg["rope_mode"], out_indices=tuple(cfg["out_indices"]))
+        nlev = len(cfg["out_indices"])
+        fch, nhs, fac = int(cfg["fusion_ch"]), list(cfg["neck_hidden_sizes"]), list(cfg["reassemble_factors"])
+        self.heads = nn.ModuleDict({
+            "semseg": SemanticHead(fch, int(cfg["num_classes"]), wrap, upsample=bool(cfg["semseg_head_upsample"])),
+            "depth": DenseHead(fch, 1, wrap, hidden=int(cfg["head_hidden"]), final_relu=True),
+            "normals": DenseHead(fch, 3, wrap, hidden=int(cfg["head_hidden"]), final_relu=False),
+        })
+        self.necks = nn.ModuleDict({t: DPTNeck(d, nhs, fac, fch, bool(cfg["neck_batch_norm"]), wrap)
+                                    for t in MAIN_TASKS})
+        self.feature_grouping = nn.ModuleList([CascadedGroupRefiner(d, wrap) for _ in range(nlev)])
+        self.aggregator_inv = ScaleAggregator(nlev * d, bd)
+        self.aggregator_var = ScaleAggregator(nlev * d, bd)
+        out_ch = dict(TASK_OUT, semseg=int(cfg["num_classes"]))
+        self.aux_heads = nn.ModuleDict({t: AuxTaskHead(bd, out_ch[t], wrap) for t in MAIN_TASKS})
+        self.extended_heads = nn.ModuleDict({t: AuxTaskHead(bd, out_ch[t], wrap) for t in EXTENDED_TASKS})
+        self.bfe_invariant = BridgeBlock(bd, INV_TASKS, wrap, int(cfg["bridge_heads"]))
+        self.bfe_variant = BridgeBlock(bd, VAR_TASKS, wrap, int(cfg["bridge_heads"]))
+        self.inv_injectors = nn.ModuleList([_zero_conv(bd, d) for _ in range(nlev)])
+        self.var_injectors = nn.ModuleList([_zero_conv(bd, d) for _ in range(nlev)])
+        self.aux_injectors = nn.ModuleDict({t: nn.ModuleList([_zero_conv(bd, d) for _ in range(nlev)])
+                                            for t in MAIN_TASKS})
+        self.task_adapters = nn.ModuleDict({t: nn.ModuleList([_task_adapter(d, wrap) for _ in range(nlev)])
+                                            for t in MAIN_TASKS})
+
+    def _priors(self, gh: int, gw: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if (gh, gw) == tuple(self.RayDir.shape[-2:]):
+            return self.RayDir, self.PE
+        ray, pe = geometry_priors(gh, gw, self.geometry_mode)
+        return ray.to(self.RayDir), pe.to(self.PE)
+
+    def forward_raw(self, x: torch.Tensor, with_aux: bool = True) -> dict:
+        """x: (B, 3, H, W) already normalised. Official-style outputs: ``semseg`` (B, C, H, W), ``depth``
+        (B, 1, H, W), ``normals`` (B, 3, H, W) raw (head frame), and with ``with_aux`` ``aux_preds``
+        {semseg, depth, normals} and ``ext_preds`` {grad, sdf, point}, all at (H, W). The auxiliary heads always
+        run (the bridge needs their features); ``with_aux=False`` only skips resizing their predictions."""
+        img_hw = x.shape[-2:]
+        p = self.patch_size
+        if img_hw[0] % p or img_hw[1] % p:
+            raise ValueError(f"input size {tuple(img_hw)} must be a multiple of the patch size {p}")
+        gh, gw = img_hw[0] // p, img_hw[1] // p
+        taps = self.backbone(x)
+        ray, pe = self._priors(gh, gw)
+        pole_weight = ray[:, self.pole_axis:self.pole_axis + 1].abs()
+        geo = torch.cat([ray, pe], dim=1)
+        npref = self.backbone.num_prefix
+        cls, inv, var = [], [], []
+        for i, h in enumerate(taps):
+            cls.append(h[:, 0])
+            fmap = h[:, npref:].transpose(1, 2).reshape(h.shape[0], h.shape[2], gh, gw)
+            a, b = self.feature_grouping[i](fmap, pole_weight, geo)
+            inv.append(a)
+            var.append(b)
+        agg = {"invariant": self.aggregator_inv(inv), "variant": self.aggregator_var(var)}
+        task_feats, aux, ext = {}, {}, {}
+        for t in MAIN_TASKS:
+            task_feats[t], pred = self.aux_heads[t](agg[TASK_BRANCH[t]])
+            if with_aux:
+                aux[t] = erp_resize(pred, img_hw, wrap=self.wrap)
+        for t in EXTENDED_TASKS:
+            task_feats[t], pred = self.extended_heads[t](agg[TASK_BRANCH[t]])
+            if with_aux:
+                ext[t] = erp_resize(pred, img_hw, wrap=self.wrap)
+        bridge_inv = self.bfe_invariant(agg["invariant"], task_feats)
+        bridge_var = self.bfe_variant(agg["variant"], task_feats)
+        per_task = {t: [] for t in MAIN_TASKS}
+        for i in range(len(taps)):
+            base = {"invariant": inv[i] + self.inv_injectors[i](bridge_inv),
+                    "variant": var[i] + self.var_injectors[i](bridge_var)}
+            for t in MAIN_TASKS:
+                b0 = base[TASK_BRANCH[t]]
+                per_task[t].append(b0 + self.aux_injectors[t][i](task_feats[t]) + self.task_adapters[t][i](b0))
+        out = {"aux_preds": aux, "ext_preds": ext} if with_aux else {}
+        for t in MAIN_TASKS:
+            y = self.heads[t](self.necks[t](per_task[t], cls))
+            out[t] = erp_resize(y, img_hw, wrap=self.wrap)
+        return out
+
+    def _to_rep103(self, v: torch.Tensor) -> torch.Tensor:
+        return official_to_rep103(v) if self.head_frame == "official" else v
+
+    def forward(self, images: torch.Tensor) -> dict:
+        raw = self.forward_raw((images - self.mean) / self.std, with_aux=self.training)
+        out = {"semantic_logits": raw["semseg"], "depth": raw["depth"],
+               "normals": unit_vectors(self._to_rep103(raw["normals"]))}
+        if self.training:
+            a, e = raw["aux_preds"], raw["ext_preds"]
+            out["aux"] = {"semantic_logits": a["semseg"], "depth": a["depth"],
+                          "normals": unit_vectors(self._to_rep103(a["normals"])),
+                          "grad": e["grad"], "edge_distance": e["sdf"], "points": self._to_rep103(e["point"])}
+        return out
