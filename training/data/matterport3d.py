@@ -1,0 +1,80 @@
+"""Matterport3D panoramas, in the two layouts panorama work uses.
+
+layout "mtpano" (MTPano's processed release; facts from its data/matterport3d.py):
+    ROOT/mp3d_results_panoramas/<scan>/<viewpoint>_panorama.jpg
+    ROOT/mp3d_aligned_labels/<scan>/depth/<viewpoint>_depth.png        uint16 millimetres (depth > 10 m invalid)
+    ROOT/mp3d_aligned_labels/<scan>/semantic/<viewpoint>_semantic.png  class id + 1 (0 = unlabelled)
+    ROOT/mp3d_aligned_labels/<scan>/normal/<viewpoint>_normal.png      (n + 1) / 2 * 255, #808080 invalid
+layout "list" (the 360 depth benchmarks' stitched panoramas, e.g. UniFuse/BiFuse): a text file of
+    "<rgb path> <depth path>" lines relative to ROOT; depth uint16 in 1/4000 m units (what those loaders divide by).
+
+Semantic ids are read as Matterport's mpcat40 (1..40) and mapped to ADE20K-150 (`label_set="nyu40"` for
+NYU-40 labelled copies). `depth_units_per_m` overrides the layout's default scale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from training.data.panorama_files import (
+    MPCAT40_TO_ADE20K,
+    NYU40_TO_ADE20K,
+    PanoramaFilesDataset,
+    lut_from_map,
+    read_indexed,
+    read_raw,
+)
+
+DEFAULT_UNITS = {"mtpano": 1000.0, "list": 4000.0}
+
+
+class Matterport3DDataset(PanoramaFilesDataset):
+    """Matterport3D panoramas. scans: optional list of scan ids to keep (splits are per scan)."""
+
+    default_max_depth_m = 10.0
+
+    def __init__(self, root, layout: str = "mtpano", list_file: str | None = None, scans: list[str] | None = None,
+                 label_set: str = "mpcat40", depth_units_per_m: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.root = Path(root)
+        if layout not in DEFAULT_UNITS:
+            raise ValueError(f"layout must be 'mtpano' or 'list', got {layout!r}")
+        if label_set not in ("mpcat40", "nyu40"):
+            raise ValueError(f"label_set must be 'mpcat40' or 'nyu40', got {label_set!r}")
+        self.units = float(depth_units_per_m or DEFAULT_UNITS[layout])
+        self.lut = lut_from_map(MPCAT40_TO_ADE20K if label_set == "mpcat40" else NYU40_TO_ADE20K)
+        if layout == "mtpano":
+            labels = self.root / "mp3d_aligned_labels"
+            for img in sorted((self.root / "mp3d_results_panoramas").glob("*/*_panorama.jpg")):
+                scan, vp = img.parent.name, img.name[: -len("_panorama.jpg")]
+                if scans is not None and scan not in scans:
+                    continue
+                rec = {"rgb": img, "depth": labels / scan / "depth" / f"{vp}_depth.png",
+                       "semantic": labels / scan / "semantic" / f"{vp}_semantic.png",
+                       "normal": labels / scan / "normal" / f"{vp}_normal.png", "name": f"{scan}/{vp}"}
+                if not rec["depth"].is_file():
+                    continue
+                rec["semantic"] = rec["semantic"] if rec["semantic"].is_file() else None
+                self.records.append(rec)
+        else:
+            if list_file is None:
+                raise ValueError("layout='list' needs list_file (lines '<rgb> <depth>' relative to root)")
+            for line in Path(list_file).read_text().splitlines():
+                parts = line.split()
+                if len(parts) < 2:
+                    continue
+                rgb, dep = self.root / parts[0], self.root / parts[1]
+                if scans is not None and not any(s in parts[0] for s in scans):
+                    continue
+                self.records.append({"rgb": rgb, "depth": dep, "semantic": None, "normal": None,
+                                     "name": Path(parts[0]).stem})
+        if not self.records:
+            raise FileNotFoundError(f"no Matterport3D panoramas found under {self.root} (layout {layout})")
+
+    def read_depth(self, rec: dict) -> np.ndarray:
+        return read_raw(rec["depth"]).astype(np.float32) / self.units
+
+    def read_semantic(self, rec: dict) -> np.ndarray:
+        return self.lut[read_indexed(rec["semantic"]).astype(np.int64).clip(0, 255)]

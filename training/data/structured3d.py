@@ -1,0 +1,60 @@
+"""Structured3D panoramas (the official release layout).
+
+    ROOT/scene_XXXXX/2D_rendering/<roomID>/panorama/<full|simple|empty>/
+        rgb_rawlight.png | rgb_coldlight.png | rgb_warmlight.png   RGB, 512x1024
+        depth.png       uint16 millimetres, 0 = invalid (distance from the panorama centre)
+        semantic.png    NYU-40 ids (1..40, 0 = unlabelled), palette PNG
+        normal.png      (n + 1) / 2 * 255 (world frame of the scene; see panorama_files for how normals are used)
+
+Facts from the dataset's data_organization.md and the MTPano loader (depth / 1000 -> metres; semantic id - 1,
+0 -> ignore, i.e. NYU-40). Semantics are mapped NYU-40 -> ADE20K-150 (panorama_files.NYU40_TO_ADE20K).
+Splits: the usual scene ranges (train 0-2999, val 3000-3249, test 3250-3499), or pass `scenes`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from training.data.panorama_files import NYU40_TO_ADE20K, PanoramaFilesDataset, lut_from_map, read_indexed, read_raw
+
+SPLITS = {"train": (0, 3000), "val": (3000, 3250), "test": (3250, 3500), "all": (0, 10**6)}
+
+
+class Structured3DDataset(PanoramaFilesDataset):
+    """Structured3D panoramas. config: furniture configuration "full"|"simple"|"empty"; light: "raw"|"cold"|"warm"."""
+
+    default_max_depth_m = 10.0
+
+    def __init__(self, root, split: str = "train", config: str = "full", light: str = "raw",
+                 scenes: list[int] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.root = Path(root)
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+        lo, hi = SPLITS[split]
+        self.lut = lut_from_map(NYU40_TO_ADE20K)
+        for scene_dir in sorted(self.root.glob("scene_*")):
+            try:
+                sid = int(scene_dir.name.split("_")[1])
+            except (IndexError, ValueError):
+                continue
+            if (scenes is not None and sid not in scenes) or (scenes is None and not lo <= sid < hi):
+                continue
+            for pano in sorted(scene_dir.glob(f"2D_rendering/*/panorama/{config}")):
+                rgb = pano / f"rgb_{light}light.png"
+                if rgb.is_file() and (pano / "depth.png").is_file():
+                    self.records.append({"rgb": rgb, "depth": pano / "depth.png",
+                                         "semantic": pano / "semantic.png" if (pano / "semantic.png").is_file()
+                                         else None, "normal": pano / "normal.png",
+                                         "name": f"{scene_dir.name}/{pano.parent.parent.name}"})
+        if not self.records:
+            raise FileNotFoundError(f"no Structured3D panoramas under {self.root} (split {split}, config {config}); "
+                                    "expected scene_XXXXX/2D_rendering/<room>/panorama/<config>/rgb_<light>light.png")
+
+    def read_depth(self, rec: dict) -> np.ndarray:
+        return read_raw(rec["depth"]).astype(np.float32) / 1000.0
+
+    def read_semantic(self, rec: dict) -> np.ndarray:
+        return self.lut[read_indexed(rec["semantic"]).astype(np.int64).clip(0, 255)]
