@@ -17,6 +17,7 @@ longitude. Sampling grids for repeated view sets are cached (they are never hand
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -112,21 +113,36 @@ def _check_image(x: torch.Tensor, name: str, expected: str, dims: int) -> None:
 
 # ------------------------------------------------------------------------------------------------- grid caching
 _GRID_CACHE: OrderedDict = OrderedDict()
-_GRID_CACHE_SIZE = 16
+_GRID_CACHE_BYTES = 384 * 2**20  # cached grids of 32 views of 512x512 take ~50-70 MB each
+_GRID_LOCK = threading.Lock()
+
+
+def _nbytes(val) -> int:
+    if isinstance(val, torch.Tensor):
+        return val.numel() * val.element_size()
+    if isinstance(val, np.ndarray):
+        return val.nbytes
+    if isinstance(val, (tuple, list)):
+        return sum(_nbytes(v) for v in val)
+    return 0
 
 
 def _cached(key, make):
-    """Tiny LRU for sampling grids; `key` is None when the grid must not be cached (gradients wanted)."""
+    """Small LRU (bounded by bytes) for sampling grids; `key` is None when the grid must not be cached."""
     if key is None:
         return make()
-    hit = _GRID_CACHE.get(key)
-    if hit is not None:
-        _GRID_CACHE.move_to_end(key)
-        return hit
+    with _GRID_LOCK:
+        hit = _GRID_CACHE.get(key)
+        if hit is not None:
+            _GRID_CACHE.move_to_end(key)
+            return hit[0]
     val = make()
-    _GRID_CACHE[key] = val
-    while len(_GRID_CACHE) > _GRID_CACHE_SIZE:
-        _GRID_CACHE.popitem(last=False)
+    size = _nbytes(val)
+    if size <= _GRID_CACHE_BYTES // 2:
+        with _GRID_LOCK:
+            _GRID_CACHE[key] = (val, size)
+            while sum(v[1] for v in _GRID_CACHE.values()) > _GRID_CACHE_BYTES:
+                _GRID_CACHE.popitem(last=False)
     return val
 
 
@@ -138,7 +154,8 @@ def _key(tag: str, views: tuple[torch.Tensor, ...], *rest):
 
 def clear_grid_cache() -> None:
     """Drop all cached sampling grids (they are rebuilt on demand)."""
-    _GRID_CACHE.clear()
+    with _GRID_LOCK:
+        _GRID_CACHE.clear()
 
 
 # ------------------------------------------------------------------------------------------- ERP -> perspective
@@ -225,7 +242,8 @@ def erp_to_perspective(erp: torch.Tensor, yaw_deg, pitch_deg, roll_deg, fov_deg,
 
 # -------------------------------------------------------------------------------- perspective -> ERP (patches)
 def _patch_grid(yaw_deg, pitch_deg, roll_deg, fov_deg, view_hw, erp_hw, dtype, device):
-    """(V, H, W, 2) grid into the views (align_corners=False), (V, H, W) bool validity, (V, H, W, 3) cam dirs."""
+    """(V, H, W, 2) grid into the views (align_corners=False), (V, H, W) bool validity, (V, H, W) optical-axis
+    component of each ERP pixel's unit ray in the view frame (clamped > 0)."""
     H, W = erp_hw
     h, w = view_hw
     grad = any(isinstance(t, torch.Tensor) and t.requires_grad for t in (yaw_deg, pitch_deg, roll_deg, fov_deg))
@@ -251,7 +269,7 @@ def _patch_grid(yaw_deg, pitch_deg, roll_deg, fov_deg, view_hw, erp_hw, dtype, d
         gy = (v + 0.5) * (2.0 / h) - 1.0
         g = torch.stack((gx, gy), -1)
         g = torch.where(valid[..., None], g, torch.full_like(g, -2.0)).to(dtype)
-        return g, valid, cam.to(dtype)
+        return g, valid, z.clamp_min(1e-9).to(dtype)
 
     return _cached(key, make)
 
@@ -286,7 +304,7 @@ def perspective_to_erp(views: torch.Tensor, yaw_deg, pitch_deg, roll_deg, fov_de
         raise ValueError(f"views has V={V} views but {grid.shape[0]} view parameter sets were given")
     out = F.grid_sample(src.reshape(B * V, C, h, w), grid.repeat(B, 1, 1, 1), mode=mode, padding_mode="border",
                         align_corners=False).reshape(B, V, C, H, W)
-    mask = valid[None, :, None].expand(B, V, 1, H, W)
+    mask = valid[None, :, None].expand(B, V, 1, H, W).clone()  # never hand out the cached tensor
     out = out * mask.to(out.dtype)
     if out.dtype != views.dtype:
         out = out.round().to(views.dtype)
@@ -308,15 +326,15 @@ def perspective_depth_to_erp(zdepth: torch.Tensor, yaw_deg, pitch_deg, roll_deg,
     H, W = _check_hw(erp_hw, "erp_hw")
     ok = torch.isfinite(zdepth) & (zdepth > 0)
     z = torch.where(ok, zdepth, torch.zeros_like(zdepth))
-    grid, valid, cam = _patch_grid(yaw_deg, pitch_deg, roll_deg, fov_deg, (h, w), (H, W), z.dtype, z.device)
+    grid, valid, cz = _patch_grid(yaw_deg, pitch_deg, roll_deg, fov_deg, (h, w), (H, W), z.dtype, z.device)
     if grid.shape[0] != V:
         raise ValueError(f"zdepth has V={V} views but {grid.shape[0]} view parameter sets were given")
     both = torch.cat((z, ok.to(z.dtype)), dim=2).reshape(B * V, 2, h, w)
     s = F.grid_sample(both, grid.repeat(B, 1, 1, 1), mode=mode, padding_mode="border",
                       align_corners=False).reshape(B, V, 2, H, W)
     zs, cover = s[:, :, :1], s[:, :, 1:]
-    # radial distance along the ERP ray whose unit direction in the camera frame is cam: r = z / cam_z
-    cz = cam[..., 2].clamp_min(1e-9)[None, :, None]
+    # radial distance along the ERP ray whose unit direction in the camera frame has optical component cz: z / cz
+    cz = cz[None, :, None]
     mask = valid[None, :, None] & (cover > 1.0 - 1e-4) & (zs > 0)
     radial = torch.where(mask, zs / cz, torch.zeros_like(zs))
     return radial, mask
