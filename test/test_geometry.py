@@ -176,6 +176,8 @@ def test_float32_and_float64_agree():
     assert b.dtype == torch.float32 and a.dtype == torch.float64
     assert (a - b.double()).abs().max().item() < 1e-3
     assert (a - b.double()).abs().mean().item() < 1e-5
+    c = erp_to_perspective(e64.half(), YAW, PITCH, ROLL, FOV, (24, 24))  # sampled in float32, stored in half
+    assert c.dtype == torch.float16 and (a - c.double()).abs().max().item() < 2e-3
 
 
 def test_numpy_fast_path_matches_torch():

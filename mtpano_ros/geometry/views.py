@@ -231,12 +231,14 @@ def erp_to_perspective(erp: torch.Tensor, yaw_deg, pitch_deg, roll_deg, fov_deg,
         if mode != "nearest":
             raise TypeError(f"erp of dtype {erp.dtype} needs mode='nearest' (labels); convert to float for bilinear")
         src = erp.to(torch.float64 if erp.dtype in (torch.int32, torch.int64) else torch.float32)
+    elif erp.dtype in (torch.float16, torch.bfloat16):
+        src = erp.float()  # a half-precision sampling grid would be off by up to a pixel
     grid = _erp_grid(yaw_deg, pitch_deg, roll_deg, fov_deg, (h, w), (H, W), src.dtype, src.device)
     out = F.grid_sample(_pad_erp(src), grid.expand(B, -1, -1, -1), mode=mode, padding_mode="border",
                         align_corners=False)
     out = out.reshape(B, C, -1, h, w).transpose(1, 2)
     if out.dtype != erp.dtype:
-        out = out.round().to(erp.dtype)
+        out = out.to(erp.dtype) if erp.is_floating_point() else out.round().to(erp.dtype)
     return out
 
 
@@ -299,6 +301,8 @@ def perspective_to_erp(views: torch.Tensor, yaw_deg, pitch_deg, roll_deg, fov_de
         if mode != "nearest":
             raise TypeError(f"views of dtype {views.dtype} need mode='nearest' (labels); convert to float")
         src = views.to(torch.float64 if views.dtype in (torch.int32, torch.int64) else torch.float32)
+    elif views.dtype in (torch.float16, torch.bfloat16):
+        src = views.float()  # a half-precision sampling grid would be off by up to a pixel
     grid, valid, _ = _patch_grid(yaw_deg, pitch_deg, roll_deg, fov_deg, (h, w), (H, W), src.dtype, src.device)
     if grid.shape[0] != V:
         raise ValueError(f"views has V={V} views but {grid.shape[0]} view parameter sets were given")
@@ -307,7 +311,7 @@ def perspective_to_erp(views: torch.Tensor, yaw_deg, pitch_deg, roll_deg, fov_de
     mask = valid[None, :, None].expand(B, V, 1, H, W).clone()  # never hand out the cached tensor
     out = out * mask.to(out.dtype)
     if out.dtype != views.dtype:
-        out = out.round().to(views.dtype)
+        out = out.to(views.dtype) if views.is_floating_point() else out.round().to(views.dtype)
     return out, mask
 
 
