@@ -22,6 +22,7 @@ from training.data.panorama_files import (
     MPCAT40_TO_ADE20K,
     NYU40_TO_ADE20K,
     PanoramaFilesDataset,
+    common_kwargs,
     lut_from_map,
     read_indexed,
     read_raw,
@@ -78,3 +79,10 @@ class Matterport3DDataset(PanoramaFilesDataset):
 
     def read_semantic(self, rec: dict) -> np.ndarray:
         return self.lut[read_indexed(rec["semantic"]).astype(np.int64).clip(0, 255)]
+
+
+def from_config(cfg: dict) -> Matterport3DDataset:
+    """build_dataset factory: cfg = {"kind": "matterport3d", "root": DIR, "size": [H, W], ...}; other keys are
+    the keyword arguments of the constructor and of the base class."""
+    extra = {k: cfg[k] for k in ("layout", "list_file", "scans", "label_set", "depth_units_per_m") if k in cfg}
+    return Matterport3DDataset(cfg["root"], **extra, **common_kwargs(cfg))

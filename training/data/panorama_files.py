@@ -4,7 +4,7 @@ Each dataset module lists records (paths of one panorama's files) and decodes it
 a record into a sample of the dataset-sample contract at `out_hw`:
 "image" (3,H,W) float32 [0,1]; "depth" (1,H,W) float32 radial metres (0 invalid); "depth_mask" (1,H,W) bool;
 "normals" (3,H,W) float32 panorama frame (REP 103); "normals_mask" (1,H,W) bool; "semantic" (H,W) int64 ADE20K
-(255 ignore). Extra: "name" (str).
+(255 ignore). `self.records[i]["name"]` names sample i.
 
 Normals: `normals="from_depth"` (default) derives them from the ground-truth depth with
 mtpano_ros.geometry.normals_from_depth, which is exact in our frame whatever frame the dataset's normal images
@@ -143,7 +143,7 @@ class PanoramaFilesDataset(Dataset):
         sem = fit(self.read_semantic(rec) if rec.get("semantic") else np.full((H, W), IGNORE, np.uint8), True)
         d = torch.from_numpy(depth.astype(np.float32))[None]
         sample = {"image": torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0, "depth": d,
-                  "depth_mask": d > 0, "semantic": torch.from_numpy(sem.astype(np.int64)), "name": rec["name"]}
+                  "depth_mask": d > 0, "semantic": torch.from_numpy(sem.astype(np.int64))}
         if self.normals_mode == "from_depth":
             n = normals_from_depth(d[None])[0]
             ok = (n.norm(dim=0, keepdim=True) > 0.5) & sample["depth_mask"]
@@ -163,3 +163,14 @@ class PanoramaFilesDataset(Dataset):
             if random.random() < 0.5:
                 sample = mirror(sample)
         return sample
+
+
+def common_kwargs(cfg: dict) -> dict:
+    """The base-class keyword arguments found in a build_dataset config."""
+    out = {}
+    if cfg.get("size") or cfg.get("out_hw"):
+        out["out_hw"] = tuple(cfg.get("size") or cfg.get("out_hw"))
+    for k in ("normals", "normals_matrix", "max_depth_m", "augment"):
+        if k in cfg:
+            out[k] = cfg[k]
+    return out

@@ -136,10 +136,13 @@ class PseudoLabelDataset(Dataset):
             sample["normals"] = torch.zeros(3, H, W)
             sample["normals_mask"] = torch.zeros(1, H, W, dtype=torch.bool)
         view_index = -1
-        if self.depth_mode == "merged" and "depth" in merged:
-            dep = self._resize(merged["depth"].astype(np.float32), nearest=True)
-            sample["depth"] = torch.from_numpy(dep)[None]
-            sample["depth_mask"] = sample["depth"] > 0
+        if "depth" in merged:
+            dep = torch.from_numpy(self._resize(merged["depth"].astype(np.float32), nearest=True))[None]
+        else:
+            dep = torch.zeros(1, H, W)
+        sample["merged_depth"], sample["merged_depth_mask"] = dep, dep > 0
+        if self.depth_mode == "merged":
+            sample["depth"], sample["depth_mask"] = dep.clone(), dep > 0
         else:
             with np.load(d / "views.npz") as v:
                 if "zdepth" not in v.files:
@@ -159,3 +162,12 @@ class PseudoLabelDataset(Dataset):
             if random.random() < 0.5:
                 sample = mirror(sample)
         return sample
+
+
+def from_config(cfg: dict) -> PseudoLabelDataset:
+    """build_dataset factory: {"kind": "pseudo_labels", "root": STORE, "size": [H, W] (optional), "depth":
+    "patch"|"merged", "min_semantic_conf", "min_normals_conf", "augment"}."""
+    size = cfg.get("size") or cfg.get("out_hw")
+    return PseudoLabelDataset(cfg["root"], out_hw=tuple(size) if size else None, depth=cfg.get("depth", "patch"),
+                              min_semantic_conf=cfg.get("min_semantic_conf", 0.3),
+                              min_normals_conf=cfg.get("min_normals_conf", 0.5), augment=cfg.get("augment", True))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data.panorama_files import IGNORE, PanoramaFilesDataset, read_raw
+from training.data.panorama_files import IGNORE, PanoramaFilesDataset, common_kwargs, read_raw
 
 CLASS_TO_ADE20K = {"ceiling": 5, "floor": 3, "wall": 0, "column": 42, "window": 8, "door": 14, "table": 15,
                    "chair": 19, "sofa": 23, "bookcase": 62}
@@ -74,3 +74,10 @@ class Stanford2D3DDataset(PanoramaFilesDataset):
 
     def read_semantic(self, rec: dict) -> np.ndarray:
         return decode_semantic_rgb(read_raw(rec["semantic"])[..., :3], self.index_to_ade)
+
+
+def from_config(cfg: dict) -> Stanford2D3DDataset:
+    """build_dataset factory: cfg = {"kind": "stanford2d3d", "root": DIR, "size": [H, W], ...}; other keys are
+    the keyword arguments of the constructor and of the base class."""
+    extra = {k: cfg[k] for k in ("split", "areas") if k in cfg}
+    return Stanford2D3DDataset(cfg["root"], **extra, **common_kwargs(cfg))

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data.panorama_files import NYU40_TO_ADE20K, PanoramaFilesDataset, lut_from_map, read_indexed, read_raw
+from training.data.panorama_files import (
+    NYU40_TO_ADE20K,
+    PanoramaFilesDataset,
+    common_kwargs,
+    lut_from_map,
+    read_indexed,
+    read_raw,
+)
 
 SPLITS = {"train": (0, 3000), "val": (3000, 3250), "test": (3250, 3500), "all": (0, 10**6)}
 
@@ -58,3 +65,10 @@ class Structured3DDataset(PanoramaFilesDataset):
 
     def read_semantic(self, rec: dict) -> np.ndarray:
         return self.lut[read_indexed(rec["semantic"]).astype(np.int64).clip(0, 255)]
+
+
+def from_config(cfg: dict) -> Structured3DDataset:
+    """build_dataset factory: cfg = {"kind": "structured3d", "root": DIR, "size": [H, W], ...}; other keys are
+    the keyword arguments of the constructor and of the base class."""
+    extra = {k: cfg[k] for k in ("split", "config", "light", "scenes") if k in cfg}
+    return Structured3DDataset(cfg["root"], **extra, **common_kwargs(cfg))
