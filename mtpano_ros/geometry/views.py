@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mtpano_ros.geometry.erp import erp_ray_grid
+
 _C = ((0.0, 0.0, 1.0), (-1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
 
 
@@ -257,8 +259,6 @@ def _patch_grid(yaw_deg, pitch_deg, roll_deg, fov_deg, view_hw, erp_hw, dtype, d
     def make():
         yaw, pitch, roll, fov = (t.to(dtype=work, device=device) for t in views)
         rot = _rotation(yaw, pitch, roll)
-        from mtpano_ros.geometry.erp import erp_ray_grid
-
         rays = erp_ray_grid(H, W, dtype=work, device=device)
         cam = torch.einsum("vji,hwj->vhwi", rot, rays)  # R^T @ ray
         x, y, z = cam.unbind(-1)
