@@ -32,20 +32,7 @@ import cv2
 import numpy as np
 
 from mtpano_ros.ros.node import OUTPUT_TOPICS  # the node owns the list of its output topics
-
-
-def matching_qos(node, topic: str, depth: int = 5):
-    """A subscription QoS compatible with every current publisher of `topic` (resolved name).
-
-    Best effort when any publisher is best effort (a reliable reader cannot match it), else reliable
-    (no loss of large messages). Volatile durability, keep-last `depth`.
-    """
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-
-    infos = node.get_publishers_info_by_topic(topic)
-    best_effort = any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in infos)
-    return QoSProfile(depth=depth,
-                      reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE)
+from mtpano_ros.ros.replay import matching_qos
 
 
 def depth_to_mm_png(depth_m: np.ndarray) -> np.ndarray:

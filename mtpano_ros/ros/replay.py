@@ -143,6 +143,20 @@ def frame_to_message(frame: Frame, transport: str, encoding: str, jpeg_quality: 
     return out
 
 
+def matching_qos(node, topic: str, depth: int = 5):
+    """A subscription QoS compatible with every current publisher of `topic` (resolved name).
+
+    Best effort when any publisher is best effort (a reliable reader cannot match it), else reliable
+    (no loss of large messages). Volatile durability, keep-last `depth`.
+    """
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    infos = node.get_publishers_info_by_topic(topic)
+    best_effort = any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in infos)
+    return QoSProfile(depth=depth,
+                      reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE)
+
+
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="mtpano-replay",
@@ -184,7 +198,6 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 
-    from mtpano_ros.ros.record import matching_qos
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parse_args(rclpy.utilities.remove_ros_args(["mtpano-replay", *argv])[1:])
