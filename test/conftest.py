@@ -1,5 +1,6 @@
 """Shared fixtures for the ROS tests: a unique ROS_DOMAIN_ID per test run, an in-process rclpy client node,
-and a launcher for ``perception_node`` subprocesses.
+and a launcher for ``perception_node`` subprocesses (``MTPANO_PERCEPTION_NODE_CMD`` overrides the command, e.g.
+"ros2 run mtpano_ros perception_node" to test an installed package).
 
 Every run gets its own DDS domain (and every node its own namespace), so concurrent test runs on one machine
 do not see each other's topics. Discovery stays on this host (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST).
@@ -8,6 +9,7 @@ do not see each other's topics. Discovery stays on this host (ROS_AUTOMATIC_DISC
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,6 +20,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Best-effort samples above Fast DDS's default 512 KiB shared-memory segment are lost (see the profile's comment)
+FASTDDS_PROFILE = REPO / "config" / "fastdds_large_images.xml"
 
 
 def unique_ros_domain_id() -> int:
@@ -51,9 +55,17 @@ class RosClient:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node(f"mtpano_test_client_{os.getpid()}", context=self.context)
+        saved = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)  # read when the participant is made
+        try:
+            self.context = rclpy.Context()
+            rclpy.init(context=self.context, domain_id=domain_id)
+            self.node = rclpy.create_node(f"mtpano_test_client_{os.getpid()}", context=self.context)
+        finally:
+            if saved is None:
+                os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE")
+            else:
+                os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = saved
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
@@ -127,12 +139,15 @@ def perception_node(ros_domain_id, tmp_path_factory):
     def start(namespace: str, params: dict, threads: int = 1, wait: bool = True) -> NodeProcess:
         exe = Path(sys.executable).with_name("perception_node")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mtpano_ros.ros.node"]
+        if os.environ.get("MTPANO_PERCEPTION_NODE_CMD"):  # e.g. "ros2 run mtpano_ros perception_node"
+            cmd = shlex.split(os.environ["MTPANO_PERCEPTION_NODE_CMD"])
         cmd += ["--ros-args", "-r", f"__ns:={namespace}"]
         for key, value in params.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             cmd += ["-p", f"{key}:={text}"]
         env = dict(os.environ, ROS_DOMAIN_ID=str(ros_domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-                   PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads), RCUTILS_COLORIZED_OUTPUT="0")
+                   PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads), RCUTILS_COLORIZED_OUTPUT="0",
+                   FASTDDS_DEFAULT_PROFILES_FILE=str(FASTDDS_PROFILE))
         log_path = tmp_path_factory.mktemp("node") / f"{namespace.strip('/')}.log"
         node = NodeProcess(cmd, log_path, env)
         started.append(node)

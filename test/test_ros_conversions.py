@@ -1,5 +1,6 @@
 """Message conversions of the perception node against the sensor_msgs definitions (no DDS needed)."""
 
+import zlib
 from pathlib import Path
 
 import cv2
@@ -133,8 +134,14 @@ def test_bad_compressed_raise_input_error():
     with pytest.raises(C.InputError) as info:
         C.decode_compressed(CompressedImage(format="png", data=bytes(wrong_size)))
     assert info.value.kind == "decode"
+    resized = bytearray(wrong_size)
+    resized[29:33] = zlib.crc32(bytes(resized[12:29])).to_bytes(4, "big")  # a consistent header, wrong data
+    with pytest.raises(C.InputError) as info:
+        C.decode_compressed(CompressedImage(format="png", data=bytes(resized)))
+    assert info.value.kind == "decode"
     huge = bytearray(png)
     huge[16:24] = (100000).to_bytes(4, "big") + (50000).to_bytes(4, "big")
+    huge[29:33] = zlib.crc32(bytes(huge[12:29])).to_bytes(4, "big")
     with pytest.raises(C.InputError) as info:  # rejected from the header, before any decoding
         C.decode_compressed(CompressedImage(format="png", data=bytes(huge)), max_pixels=8192 * 4096)
     assert info.value.kind == "too_large"

@@ -10,6 +10,7 @@ import os
 import re
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -266,6 +267,7 @@ def _bad_compressed(rng: np.random.Generator, jpeg: bytes, png: bytes) -> tuple[
     elif kind == "huge_png":
         data = bytearray(png)
         data[16:24] = (8192 * 4).to_bytes(4, "big") + (4096 * 4).to_bytes(4, "big")
+        data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # a valid header claiming 32768x16384
     else:
         data = _png_bytes(np.zeros((1, 1, 3), np.uint8))
     return kind, CompressedImage(format=str(rng.choice(["jpeg", "png", "rgb8; jpeg compressed bgr8"])),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import array
 import functools
 import sys
+import zlib
 
 import cv2
 import numpy as np
@@ -158,8 +159,11 @@ def to_rgb(image: np.ndarray, encoding: str, out_hw: tuple[int, int] | None = No
 
 
 def _peek_png_size(data: bytes) -> tuple[int, int] | None:
-    if len(data) < 24 or data[12:16] != b"IHDR":
+    # signature (8), IHDR chunk: length 13 (4), b"IHDR" (4), width (4), height (4), 5 more bytes, CRC (4)
+    if len(data) < 33 or data[12:16] != b"IHDR" or int.from_bytes(data[8:12], "big") != 13:
         return None
+    if zlib.crc32(data[12:29]) != int.from_bytes(data[29:33], "big"):
+        return None  # checked here so that libpng never sees (and prints an error for) a damaged header
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 

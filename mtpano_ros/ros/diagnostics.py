@@ -32,6 +32,7 @@ class NodeStats:
         self.frames_received = 0
         self.frames_processed = 0
         self.frames_dropped = 0
+        self.frames_unobserved = 0
         self.errors: collections.Counter = collections.Counter()
         self._in_times: collections.deque = collections.deque(maxlen=history)
         self._out_times: collections.deque = collections.deque(maxlen=history)
@@ -58,9 +59,10 @@ class NodeStats:
         with self._lock:
             self.errors[kind] += 1
 
-    def note_drop(self) -> None:
+    def note_unobserved(self) -> None:
+        """A frame was taken but skipped because no output topic had a subscriber."""
         with self._lock:
-            self.frames_dropped += 1
+            self.frames_unobserved += 1
 
     def snapshot(self, now: float | None = None) -> dict:
         """Plain-number summary: counters, rates (Hz), latency and forward-time percentiles (ms), errors."""
@@ -70,7 +72,8 @@ class NodeStats:
             fwd = np.array(self._forward_ms, dtype=np.float64)
             snap = {
                 "frames_received": self.frames_received, "frames_processed": self.frames_processed,
-                "frames_dropped": self.frames_dropped, "input_rate_hz": _rate_hz(self._in_times, now),
+                "frames_dropped": self.frames_dropped, "frames_unobserved": self.frames_unobserved,
+                "input_rate_hz": _rate_hz(self._in_times, now),
                 "output_rate_hz": _rate_hz(self._out_times, now), "errors": dict(self.errors),
                 "errors_total": sum(self.errors.values()),
             }
@@ -106,7 +109,7 @@ def diagnostic_array(stats: NodeStats, name: str, hardware_id: str, static: dict
         status.level = DiagnosticStatus.OK
         status.message = f"running at {snap['output_rate_hz']:.1f} Hz"
     values = dict(static)
-    for key in ("frames_received", "frames_processed", "frames_dropped", "errors_total"):
+    for key in ("frames_received", "frames_processed", "frames_dropped", "frames_unobserved", "errors_total"):
         values[key] = str(snap[key])
     for key in ("input_rate_hz", "output_rate_hz", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
                 "forward_ms_p50"):

@@ -200,7 +200,7 @@ class PerceptionNode(Node):
         self._warn_state: dict[str, list] = {}  # kind -> [last log time, suppressed count]
         self._warn_lock = threading.Lock()
 
-        self._publishers = {topic: self.create_publisher(PointCloud2 if topic == "points" else Image, topic,
+        self._outputs = {topic: self.create_publisher(PointCloud2 if topic == "points" else Image, topic,
                                                          QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
                             for topic in OUTPUT_TOPICS}
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -296,6 +296,10 @@ class PerceptionNode(Node):
                 self._bad_input(InputError("inference", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
 
     def _process(self, msg, view, t_received: float) -> None:
+        wanted = {t for t, pub in self._outputs.items() if pub.get_subscription_count() > 0}
+        if not wanted:  # nobody listens: no decoding, no inference
+            self._stats.note_unobserved()
+            return
         output_size = self.get_parameter("output_size").value
         if self._compressed:
             hint = self._model_hw if output_size == "model" else None
@@ -320,7 +324,9 @@ class PerceptionNode(Node):
         semantic, depth, normals = result["semantic"][0], result["depth"][0], result["normals"][0]
         if semantic.shape[:2] != out_hw:
             semantic, depth, normals = (_resize_nearest(a, out_hw) for a in (semantic, depth, normals))
-        color = model_rgb if out_hw == self._model_hw else to_rgb(image, encoding, out_hw)
+        color = model_rgb
+        if "points" in wanted and out_hw != self._model_hw:
+            color = to_rgb(image, encoding, out_hw)
 
         frame_id = msg.header.frame_id
         if self.get_parameter("override_frame_id").value or not frame_id:
@@ -330,13 +336,12 @@ class PerceptionNode(Node):
                                             "parameter) instead")
             frame_id = self.get_parameter("frame_id").value
         header = Header(stamp=msg.header.stamp, frame_id=frame_id)
-        wanted = {t for t, pub in self._publishers.items() if pub.get_subscription_count() > 0}
         options = OutputOptions(cloud_stride=self.get_parameter("cloud_stride").value,
                                 max_range_m=self.get_parameter("max_range_m").value,
                                 cloud_organized=self.get_parameter("cloud_organized").value)
         messages = build_output_messages(semantic, depth, normals, color, header, wanted, options)
         for topic, out_msg in messages.items():
-            self._publishers[topic].publish(out_msg)
+            self._outputs[topic].publish(out_msg)
         self._stats.note_output(t_received, time.monotonic(), forward_s)
 
     # ---- diagnostics ------------------------------------------------------------------------------------------
@@ -350,11 +355,13 @@ class PerceptionNode(Node):
         return self._stats.snapshot()
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        with self._cv:
-            self._cv.notify_all()
-        if self._worker.is_alive() and threading.current_thread() is not self._worker:
-            self._worker.join(timeout=10.0)
+        worker = getattr(self, "_worker", None)  # absent when __init__ failed part-way
+        if worker is not None:
+            self._stop.set()
+            with self._cv:
+                self._cv.notify_all()
+            if worker.is_alive() and threading.current_thread() is not worker:
+                worker.join(timeout=10.0)
         super().destroy_node()
 
 
