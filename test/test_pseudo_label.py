@@ -99,6 +99,12 @@ def test_synthetic_store_resume_and_sharding(tmp_path, monkeypatch):
     # patch-wise depth: only the chosen view's patch is supervised
     assert 0.01 < s["depth_mask"].float().mean() < 0.6
     assert (s["depth"][~s["depth_mask"]] == 0).all() and (s["depth"][s["depth_mask"]] > 0).all()
+    assert s["grad"].shape == (2, *ERP) and s["edge_distance"].shape == (1, *ERP)
+    aug = PseudoLabelDataset(store, augment=True)
+    a, b, c = aug[6], aug[6], aug[7]  # keys beyond len: key % len picks the item, key seeds the randomness
+    for k in ("image", "depth", "normals", "semantic"):
+        assert torch.equal(a[k], b[k])
+    assert not torch.equal(a["image"], c["image"])
     merged = PseudoLabelDataset(store, depth="merged", augment=False)[0]
     assert merged["depth_mask"].float().mean() > 0.9
     up = PseudoLabelDataset(store, out_hw=(64, 128), augment=False)[1]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from pathlib import Path
 
 import numpy as np
@@ -70,12 +69,15 @@ class PseudoLabelDataset(Dataset):
 
     root: the store directory. out_hw: sample size (H, W) (default: the store's erp_hw). depth: "patch" (one
     random view) or "merged". min_semantic_conf / min_normals_conf: fused labels below these are ignored.
-    augment: random yaw rotation and mirroring. items: optional list of item ids (e.g. a split).
+    augment: random yaw rotation, mirroring and colour jitter. items: optional list of item ids (e.g. a split).
+    aux_targets: add "grad" (2,H,W) (image gradient) and "edge_distance" (1,H,W) (from the fused labels) for the
+    auxiliary heads. Index keys may exceed len(dataset): key % len picks the panorama and key (with aug_seed) seeds
+    the view choice and the augmentation, so a stream of keys is reproducible (exact resume).
     """
 
     def __init__(self, root, out_hw: tuple[int, int] | None = None, depth: str = "patch",
                  min_semantic_conf: float = 0.3, min_normals_conf: float = 0.5, augment: bool = True,
-                 items: list[str] | None = None):
+                 items: list[str] | None = None, aux_targets: bool = True, aug_seed: int = 0):
         self.root = Path(root)
         meta_path = self.root / "meta.json"
         if not meta_path.is_file():
@@ -90,6 +92,8 @@ class PseudoLabelDataset(Dataset):
         self.min_semantic_conf = float(min_semantic_conf)
         self.min_normals_conf = float(min_normals_conf)
         self.augment = augment
+        self.aux_targets = aux_targets
+        self.aug_seed = int(aug_seed)
         self.depth_affine = self.meta.get("depth_kind", "metric") != "metric"
         if items is None:
             items = sorted(p.parent.name for p in (self.root / "items").glob("*/item.json"))
@@ -110,9 +114,15 @@ class PseudoLabelDataset(Dataset):
             return cv2.resize(x, (W, H), interpolation=cv2.INTER_NEAREST)
         return cv2.resize(x, (W, H), interpolation=cv2.INTER_AREA if x.shape[1] > W else cv2.INTER_LINEAR)
 
-    def __getitem__(self, index: int) -> dict:
-        d = self.root / "items" / self.items[index]
+    def __getitem__(self, key: int) -> dict:
+        key = int(key)
+        rng = np.random.default_rng([self.aug_seed, key])
+        d = self.root / "items" / self.items[key % len(self.items)]
         rgb = self._resize(_read_rgb(d / "image.png"), nearest=False)
+        if self.augment:  # brightness / contrast / colour jitter
+            img = (rgb.astype(np.float32) / 255.0 - 0.5) * rng.uniform(0.8, 1.2) + 0.5 + rng.uniform(-0.06, 0.06)
+            img = np.clip(img, 0, 1) * (rng.uniform(0.75, 1.25) * rng.uniform(0.9, 1.1, 3))
+            rgb = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
         with np.load(d / "merged.npz") as m:
             merged = {k: m[k] for k in m.files}
         H, W = self.out_hw
@@ -149,7 +159,7 @@ class PseudoLabelDataset(Dataset):
                     sample["depth"] = torch.zeros(1, H, W)
                     sample["depth_mask"] = torch.zeros(1, H, W, dtype=torch.bool)
                 else:
-                    view_index = random.randrange(len(v["fov_deg"]))
+                    view_index = int(rng.integers(len(v["fov_deg"])))
                     z = torch.from_numpy(v["zdepth"][view_index].astype(np.float32))[None, None, None]
                     cam = [float(v[k][view_index]) for k in CAM_KEYS]
                     r, mask = perspective_depth_to_erp(z, *cam, erp_hw=(H, W))
@@ -158,9 +168,15 @@ class PseudoLabelDataset(Dataset):
         sample["view_index"] = torch.tensor(view_index)
         sample["depth_affine"] = torch.tensor(self.depth_affine)
         if self.augment:
-            sample = yaw_roll(sample, random.randrange(W))
-            if random.random() < 0.5:
+            sample = yaw_roll(sample, int(rng.integers(W)))
+            if rng.random() < 0.5:
                 sample = mirror(sample)
+        if self.aux_targets:  # after augmentation, from the final image and labels
+            from training.data.synthetic import edge_distance, image_gradient
+
+            sample["grad"] = torch.from_numpy(image_gradient(sample["image"].permute(1, 2, 0).numpy()))
+            sample["edge_distance"] = torch.from_numpy(edge_distance(
+                sample["semantic"].numpy(), sample["merged_depth"][0].numpy()))
         return sample
 
 
@@ -170,4 +186,5 @@ def from_config(cfg: dict) -> PseudoLabelDataset:
     size = cfg.get("size") or cfg.get("out_hw")
     return PseudoLabelDataset(cfg["root"], out_hw=tuple(size) if size else None, depth=cfg.get("depth", "patch"),
                               min_semantic_conf=cfg.get("min_semantic_conf", 0.3),
-                              min_normals_conf=cfg.get("min_normals_conf", 0.5), augment=cfg.get("augment", True))
+                              min_normals_conf=cfg.get("min_normals_conf", 0.5), augment=cfg.get("augment", True),
+                              aux_targets=cfg.get("aux_targets", True), aug_seed=cfg.get("aug_seed", 0))
