@@ -455,6 +455,8 @@ def erp_to_perspective_np(erp, yaw_deg, pitch_deg, roll_deg, fov_deg, out_hw: tu
                          f"{getattr(erp, 'shape', type(erp).__name__)}")
     if mode not in ("bilinear", "nearest"):
         raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    if erp.dtype == np.bool_ and mode != "nearest":
+        raise TypeError("a bool erp (a mask) needs mode='nearest'; or convert it to float32 for bilinear")
     h, w = _check_hw(out_hw, "out_hw")
     H, W = erp.shape[:2]
     views = _as_views(yaw_deg, pitch_deg, roll_deg, fov_deg)
