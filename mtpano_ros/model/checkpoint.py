@@ -49,6 +49,7 @@ def save_checkpoint(model: nn.Module, out_dir: str | Path, extra: dict | None = 
 
 
 def _build(cfg: dict) -> nn.Module:
+    """Model skeleton for ``cfg`` on the meta device (no init cost); ``_load_state`` assigns real tensors."""
     from mtpano_ros.model.pdbridge import PDBridgeNet
 
     name = cfg.get("variant")
@@ -60,11 +61,13 @@ def _build(cfg: dict) -> nn.Module:
     if unknown:
         log.warning("ignoring unknown config keys %s in checkpoint", sorted(unknown))
     base.update({k: v for k, v in arch.items() if k in base})
-    return PDBridgeNet(base)
+    with torch.device("meta"):
+        return PDBridgeNet(base)
 
 
 def _load_state(model: nn.Module, sd: dict, source: str) -> None:
-    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+    """Strictly load ``sd`` (float tensors as float32) into ``model`` by assignment (works on meta skeletons)."""
+    sd = {k: (v.float().contiguous() if v.is_floating_point() else v) for k, v in sd.items()}
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
@@ -76,7 +79,7 @@ def _load_state(model: nn.Module, sd: dict, source: str) -> None:
             f"{source} does not match {model.config['variant']}: {len(missing)} missing [{head(missing)}], "
             f"{len(unexpected)} unexpected [{head(unexpected)}], {len(shape)} shape mismatches [{head(shape)}]. "
             "Check that config.json names the variant the weights were trained as.")
-    model.load_state_dict(sd, strict=True)
+    model.load_state_dict(sd, strict=True, assign=True)
 
 
 def _read_config(path: Path) -> dict:
@@ -146,9 +149,8 @@ def _load_torch_file(path: Path) -> nn.Module:
         cfg = _read_config(path.parent / "config.json")
     if cfg is None:
         from mtpano_ros.model.official import convert_official_state_dict
-        from mtpano_ros.model.registry import create_model
 
-        model = create_model("mtpano-vitl")
+        model = _build(model_config("mtpano-vitl"))
         _load_state(model, convert_official_state_dict(obj), str(path))
         return model
     sd = obj

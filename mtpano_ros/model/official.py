@@ -60,16 +60,16 @@ def convert_official_state_dict(obj) -> dict[str, torch.Tensor]:
 
 def import_official(src: str | Path, out_dir: str | Path, fp16: bool = False) -> Path:
     """Convert the official checkpoint file ``src`` to our checkpoint directory ``out_dir`` (mtpano-vitl)."""
-    from mtpano_ros.model.checkpoint import save_checkpoint
-    from mtpano_ros.model.registry import create_model
+    from mtpano_ros.model.checkpoint import _build, _load_state, save_checkpoint
+    from mtpano_ros.model.registry import model_config
 
     src = Path(src)
     if not src.is_file():
         raise FileNotFoundError(f"{src} does not exist (expected e.g. mtpano_model_408k.pth.tar)")
     obj = torch.load(str(src), map_location="cpu", weights_only=True)
     sd = convert_official_state_dict(obj)
-    model = create_model("mtpano-vitl")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, strict=True)
+    model = _build(model_config("mtpano-vitl"))
+    _load_state(model, sd, str(src))
     return save_checkpoint(model, out_dir, extra={"source": src.name, "converted_from": "official MTPano"},
                            fp16=fp16)
 

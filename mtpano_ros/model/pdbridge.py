@@ -295,8 +295,6 @@ class PDBridgeNet(nn.Module):
         self.head_frame = cfg["head_frame"]
         d, bd = int(cfg["embed_dim"]), int(cfg["bridge_dim"])
         self.patch_size = int(cfg["patch_size"])
-        self.register_buffer("mean", torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         gh, gw = cfg["input_hw"][0] // self.patch_size, cfg["input_hw"][1] // self.patch_size
         ray, pe = geometry_priors(gh, gw, self.geometry_mode)
         self.register_buffer("RayDir", ray)
@@ -384,11 +382,17 @@ class PDBridgeNet(nn.Module):
             out[t] = erp_resize(y, img_hw, wrap=self.wrap)
         return out
 
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (images - mean) / std with the config's per-channel ImageNet statistics."""
+        mean = torch.tensor(self.config["mean"], dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.config["std"], dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        return (images - mean) / std
+
     def _to_rep103(self, v: torch.Tensor) -> torch.Tensor:
         return official_to_rep103(v) if self.head_frame == "official" else v
 
     def forward(self, images: torch.Tensor) -> dict:
-        raw = self.forward_raw((images - self.mean) / self.std, with_aux=self.training)
+        raw = self.forward_raw(self.normalize(images), with_aux=self.training)
         out = {"semantic_logits": raw["semseg"], "depth": raw["depth"],
                "normals": unit_vectors(self._to_rep103(raw["normals"]))}
         if self.training:
