@@ -378,6 +378,12 @@ def test_gradcheck_angles_and_patches():
     assert torch.autograd.gradcheck(lambda y: erp_to_perspective(e, y, 20.0, 0.0, 60.0, (3, 3)), (yaw,))
     v = torch.rand(1, 2, 2, 4, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: perspective_to_erp(x, [0.0, 90.0], 0.0, 0.0, 90.0, (6, 12))[0], (v,))
+    z = (torch.rand(1, 2, 1, 4, 4, dtype=torch.float64) + 1.0).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: perspective_depth_to_erp(x, [0.0, 90.0], 0.0, 0.0, 90.0, (6, 12))[0],
+                                    (z,))
+    n = torch.nn.functional.normalize(torch.rand(1, 2, 3, 4, 4, dtype=torch.float64) - 0.5, dim=2).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: perspective_normals_to_erp(x, [0.0, 90.0], 0.0, 0.0, 90.0, (6, 12))[0],
+                                    (n,))
 
 
 def test_gradcheck_normals_from_depth():

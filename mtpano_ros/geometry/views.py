@@ -436,6 +436,9 @@ def _cv2_maps(views, out_hw, erp_hw, nearest: bool):
             e = min(s + step, mx.shape[0])
             m1, m2 = cv2.convertMaps(mx[s:e].reshape(-1, w), my[s:e].reshape(-1, w), cv2.CV_16SC2,
                                      nninterpolation=nearest)
+            for m in (m1, m2):
+                if m is not None:  # nearest needs no interpolation table
+                    m.setflags(write=False)
             chunks.append((s, e, m1, m2))
         return chunks
 
