@@ -17,7 +17,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt setup.py
 setup: $(VENV)/.installed
 
 demo: setup
-	$(PY) -m mtpano_ros.geometry.demo $(PANOS) --out $(OUT)
+	$(PY) -m mtpano_ros.ros.demo --panos $(PANOS) --out $(OUT) --model $(or $(MODEL),default) \
+		--backend $(or $(BACKEND),auto)
 
 lint: setup
 	$(VENV)/bin/ruff check .
