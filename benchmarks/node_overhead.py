@@ -6,7 +6,7 @@ at 512x1024), and build every output message (mono8, 2x rgb8, 32FC1, 32FC3 image
 organised PointCloud2 of 524288 points). "ours" is the node's code path; "baseline" is the same pipeline with the
 cloud packed point by point in Python (struct.pack per point), the straightforward way. Both run here, same data.
 
-    .venv/bin/python benchmarks/node_overhead.py [--iters 20] [--logits] [--json]
+    .venv/bin/python benchmarks/node_overhead.py [--iters 20] [--threads 1] [--logits] [--json]
 
 --json makes the last stdout line {"overhead_ms": ..., "baseline_ms": ..., "speedup": ...} (medians).
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import struct
 import time
@@ -120,8 +121,15 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline-iters", type=int, default=2, help="timed frames for the baseline")
     parser.add_argument("--logits", action="store_true", help="feed (1,150,H,W) logits instead of class ids "
                                                                "(adds the argmax to post-processing)")
+    parser.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads (0: library default); "
+                                                                "one is what a busy two-core machine does best")
     parser.add_argument("--json", action="store_true", help="last stdout line is a JSON summary")
     args = parser.parse_args(argv)
+    if args.threads > 0:
+        import cv2
+
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
 
     msg, outputs = make_input()
     if args.logits:
@@ -147,7 +155,8 @@ def main(argv=None) -> int:
 
     overhead, baseline = statistics.median(times), statistics.median(base_times)
     print(f"input {INPUT_HW[1]}x{INPUT_HW[0]} rgb8 -> model {MODEL_HW[1]}x{MODEL_HW[0]}, "
-          f"{'logits' if args.logits else 'class ids'} from the network, torch threads {torch.get_num_threads()}")
+          f"{'logits' if args.logits else 'class ids'} from the network, torch threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'stage (ours)':<16}{'median ms':>10}{'min ms':>10}")
     for key, values in stages.items():
         print(f"{key:<16}{statistics.median(values):>10.2f}{min(values):>10.2f}")

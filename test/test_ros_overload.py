@@ -1,5 +1,5 @@
 """Overload: 30 Hz input for 60 s into a node whose model is slower than that (a real configuration: mtpano-tiny
-at 512x1024 on one CPU thread). The newest-frame policy must keep memory flat, latency near two forward passes,
+at its own input size on one CPU thread, several hundred ms a frame). The newest-frame policy must keep memory flat, latency near two forward passes,
 and count the frames it drops."""
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ RATE_HZ = 30.0
 
 def test_overload_newest_frame_policy(perception_node, ros_client):
     ns = f"/mtpano_overload_{os.getpid()}"
-    node = perception_node(ns, {"model": "mtpano-tiny", "backend": "torch", "device": "cpu", "threads": 1,
-                                "input_height": 512, "input_width": 1024})
+    node = perception_node(ns, {"model": "mtpano-tiny", "backend": "torch", "device": "cpu", "threads": 1})
     client = ros_client.node
     lock = threading.Lock()
     latencies: list[tuple[float, float]] = []  # (receive time, stamp-to-receive seconds)

@@ -109,7 +109,7 @@ def array_to_image(arr: np.ndarray, encoding: str, header: Header | None = None)
     if arr.dtype != dtype or (arr.ndim == 2 and channels != 1) or (arr.ndim == 3 and arr.shape[2] != channels):
         raise ValueError(f"array {arr.dtype} {arr.shape} does not match encoding {encoding}: expected "
                          f"{np.dtype(dtype)} with {channels} channel(s)")
-    msg = Image()
+    msg = Image(check_fields=True)  # check_fields=True: the data setter keeps our array without copying
     if header is not None:
         msg.header = header
     msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
@@ -246,7 +246,7 @@ def encode_compressed(image: np.ndarray, fmt: str = "jpeg", header: Header | Non
     ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", bgr, params)
     if not ok:
         raise ValueError(f"OpenCV could not encode a {image.shape} image as {fmt}")
-    msg = CompressedImage()
+    msg = CompressedImage(check_fields=True)
     if header is not None:
         msg.header = header
     msg.format = f"{encoding}; {fmt} compressed bgr8"
@@ -270,6 +270,13 @@ def erp_rays_f32(height: int, width: int) -> np.ndarray:
     return rays
 
 
+@functools.lru_cache(maxsize=8)
+def _ray_planes_f32(height: int, width: int) -> np.ndarray:
+    planes = np.ascontiguousarray(erp_rays_f32(height, width).transpose(2, 0, 1))  # (3, H, W): x, y, z planes
+    planes.setflags(write=False)
+    return planes
+
+
 def cloud_fields() -> list[PointField]:
     """The PointField list of the node's clouds (x, y, z, rgb float32; label uint8; point_step 20)."""
     return [PointField(name=n, offset=o, datatype=t, count=1) for n, o, t in CLOUD_FIELDS]
@@ -287,33 +294,37 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray, labels: np.ndarray, he
     Byte layout is little-endian: rgb holds 0x00RRGGBB (bytes B, G, R, 0), label a uint8 at offset 16.
     """
     height, width = depth.shape
-    rays = erp_rays_f32(height, width)
+    rays = _ray_planes_f32(height, width)
     if stride > 1:
         depth, rgb, labels, rays = depth[::stride, ::stride], rgb[::stride, ::stride], labels[::stride, ::stride], \
-            rays[::stride, ::stride]
+            rays[:, ::stride, ::stride]
     h, w = depth.shape
     invalid = ~(depth > 0)  # NaN compares False, so NaN and <= 0 are invalid
     if max_range_m > 0:
         invalid |= depth > max_range_m
-    buf = np.empty((h, w, CLOUD_POINT_STEP // 4), dtype="<f4")
-    np.multiply(rays, depth[..., None], out=buf[..., :3])
-    raw = buf.view(np.uint8)  # (h, w, 20)
-    raw[..., 12:15] = rgb[..., ::-1]
-    raw[..., 15] = 0
-    raw[..., 16] = labels
-    raw[..., 17:20] = 0
-    msg = PointCloud2()
+    depth = np.where(invalid, np.float32(np.nan), depth).astype(np.float32, copy=False)  # NaN * ray = NaN point
+    floats = CLOUD_POINT_STEP // 4
+    data = array.array("B", [0]) * (h * w * CLOUD_POINT_STEP)  # zeroed: padding bytes stay 0
+    buf = np.frombuffer(data, dtype="<f4").reshape(h, w, floats)  # the message's own bytes, written in place
+    for axis in range(3):  # one plane at a time: contiguous inputs make the strided writes cheap
+        np.multiply(rays[axis], depth, out=buf[..., axis])
+    words = buf.view("<u4")
+    bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)  # bytes B, G, R, A = LE 0xAARRGGBB
+    packed = bgra.view("<u4")[..., 0]
+    packed &= 0x00FFFFFF
+    words[..., 3] = packed
+    words[..., 4] = labels  # label byte at offset 16, the 3 bytes after it stay 0
+    msg = PointCloud2(check_fields=True)  # check_fields=True: the data setter keeps our array without copying
     if header is not None:
         msg.header = header
     msg.fields = cloud_fields()
     msg.is_bigendian = False
     msg.point_step = CLOUD_POINT_STEP
     if organized:
-        buf[..., :3][invalid] = np.nan
         msg.height, msg.width, msg.is_dense = h, w, False
-        msg.data = _filled_uint8_array(buf)
+        msg.data = data
     else:
-        points = buf.reshape(-1, CLOUD_POINT_STEP // 4)[~invalid.ravel()]
+        points = buf.reshape(-1, floats)[~invalid.ravel()]
         msg.height, msg.width, msg.is_dense = 1, int(points.shape[0]), True
         msg.data = _filled_uint8_array(points)
     msg.row_step = msg.point_step * msg.width

@@ -52,6 +52,7 @@ _CHOICES = {
 }
 _LABEL_LUT = np.zeros((256, 3), dtype=np.uint8)
 _LABEL_LUT[:NUM_CLASSES] = ADE20K_PALETTE
+_LABEL_LUT_CV = np.ascontiguousarray(_LABEL_LUT.reshape(256, 1, 3))
 
 
 def _int(default: int, lo: int, hi: int, text: str, read_only: bool = False):
@@ -119,7 +120,8 @@ class OutputOptions:
 
 def colorize(labels: np.ndarray) -> np.ndarray:
     """(H, W) uint8 ADE20K ids -> (H, W, 3) uint8 RGB palette colours (ids >= 150, e.g. 255, black)."""
-    return _LABEL_LUT[labels]
+    labels = np.ascontiguousarray(labels, dtype=np.uint8)
+    return cv2.LUT(cv2.merge([labels, labels, labels]), _LABEL_LUT_CV)
 
 
 def build_output_messages(semantic: np.ndarray, depth: np.ndarray, normals: np.ndarray, color_rgb: np.ndarray,
