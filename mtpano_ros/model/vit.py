@@ -11,8 +11,9 @@ applied.
 RoPE modes:
 - ``"dinov3"``: DINOv3's. Patch centres in [-1, 1] on both axes, head_dim/4 frequencies 1/theta^(4i/head_dim),
   angles 2 pi * coord * freq, [y-angles, x-angles] tiled twice over the head dimension.
-- ``"spherical"``: the y part as DINOv3, the x part uses integer frequencies k_i times longitude, so the
-  encoding is periodic over 360 degrees and relative positions across the seam are the true ones.
+- ``"spherical"``: the y part as DINOv3, the x part uses integer frequencies k_i (geometric from 1 to 16 cycles
+  per turn, independent of the grid) times longitude, so the encoding is periodic over 360 degrees and
+  relative positions across the seam are the true ones (rolling the panorama by whole tokens rolls the tokens).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def rope_tables(grid_h: int, grid_w: int, head_dim: int, theta: float, mode: str
     angles = 2 * math.pi * coords[:, :, None] * inv_freq[None, None, :]  # (N, 2, head_dim/4)
     if mode == "spherical":
         n = inv_freq.numel()
-        k = torch.round(torch.exp(torch.linspace(0.0, math.log(max(grid_w // 2, 1)), n)))
+        k = torch.round(torch.exp(torch.linspace(0.0, math.log(16.0), n)))
         lon = -math.pi * coords[:, 1]  # longitude of the token centre (sign is irrelevant for RoPE)
         angles[:, 1, :] = lon[:, None] * k[None, :]
     elif mode != "dinov3":
