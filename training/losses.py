@@ -1,0 +1,174 @@
+"""Training losses of PD-BridgeNet (MTPano's released recipe).
+
+- semantics: cross-entropy + Dice (ignore 255);
+- depth and normals: masked L1 + edge-aware term (L1 between horizontal/vertical finite differences, wrapping
+  horizontally) + frequency term (L1 between 2-D FFT amplitudes of the masked maps);
+- intermediate supervision: the same task losses on the auxiliary (intermediate) predictions, weight 0.3;
+- auxiliary tasks: image gradient, edge distance field, metric point map (L1), weight 0.003 each.
+
+`compute_losses(outputs, batch, cfg)` returns (total loss, {name: detached scalar}). Per-task depth losses are
+looked up in DEPTH_LOSSES by cfg["depth_loss"], so new ones (e.g. a scale-and-shift-invariant loss for affine
+teachers) plug in by adding an entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+IGNORE_INDEX = 255
+
+DEFAULTS = {
+    "semantic": 1.0, "depth": 1.0, "normals": 1.0,
+    "dice": 1.0, "edge": 0.5, "freq": 0.1,
+    "intermediate": 0.3, "aux": 0.003,
+    "depth_loss": "l1",  # key of DEPTH_LOSSES
+    "depth_log": 0.0,  # extra weight on L1 of log depth (relative error), 0 = off
+}
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.to(x.dtype).expand_as(x)
+    return (x * m).sum() / m.sum().clamp_min(1.0)
+
+
+def _flat_logits(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,C,H,W) logits and (B,H,W) target -> log-probabilities (N,C) and labels (N,) of the non-ignored pixels.
+    Channels-last first: a softmax over a contiguous last axis is far faster on CPU than over NCHW's axis 1."""
+    c = logits.shape[1]
+    x = logits.float().permute(0, 2, 3, 1).reshape(-1, c)
+    t = target.reshape(-1)
+    keep = t != IGNORE_INDEX
+    return torch.log_softmax(x[keep], -1), t[keep]
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice over the classes present in target. logits (B,C,H,W), target (B,H,W) int64 (255 ignored)."""
+    logp, t = _flat_logits(logits, target)
+    return _dice(logp, t, eps) if t.numel() else logits.sum() * 0
+
+
+def _dice(logp: torch.Tensor, t: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    present = torch.unique(t)
+    prob = logp[:, present].exp()  # (N,K)
+    onehot = (t[:, None] == present[None]).to(prob.dtype)
+    inter = (prob * onehot).sum(0)
+    denom = prob.sum(0) + onehot.sum(0)
+    return (1 - (2 * inter + eps) / (denom + eps)).mean()
+
+
+def semantic_loss(logits: torch.Tensor, target: torch.Tensor, w: dict) -> torch.Tensor:
+    """CE + w["dice"] * Dice. logits (B,C,H,W), target (B,H,W) int64 (255 ignored)."""
+    logp, t = _flat_logits(logits, target)
+    if t.numel() == 0:
+        return logits.sum() * 0
+    ce = -logp.gather(1, t[:, None]).mean()
+    return ce + w["dice"] * _dice(logp, t) if w["dice"] > 0 else ce
+
+
+def edge_aware_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L1 between finite differences of pred and target (B,C,H,W); horizontal differences wrap (ERP), a difference
+    counts where both of its pixels are valid (mask (B,1,H,W) bool)."""
+    dxp = pred - torch.roll(pred, -1, 3)
+    dxt = target - torch.roll(target, -1, 3)
+    mx = mask & torch.roll(mask, -1, 3)
+    dyp, dyt = pred[:, :, 1:] - pred[:, :, :-1], target[:, :, 1:] - target[:, :, :-1]
+    my = mask[:, :, 1:] & mask[:, :, :-1]
+    return _masked_mean((dxp - dxt).abs(), mx) + _masked_mean((dyp - dyt).abs(), my)
+
+
+def frequency_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L1 between the amplitude spectra (orthonormal 2-D FFT) of pred*mask and target*mask, per pixel."""
+    m = mask.to(torch.float32)
+    fp = torch.fft.rfft2(pred.float() * m, norm="ortho").abs()
+    ft = torch.fft.rfft2(target.float() * m, norm="ortho").abs()
+    return (fp - ft).abs().mean()
+
+
+def depth_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked L1 in metres. pred, target (B,1,H,W), mask (B,1,H,W) bool."""
+    return _masked_mean((pred - target).abs(), mask)
+
+
+DEPTH_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = {"l1": depth_l1}
+
+
+def depth_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, w: dict) -> torch.Tensor:
+    """Depth task loss: DEPTH_LOSSES[w["depth_loss"]] + edge-aware + frequency (+ optional log-depth L1)."""
+    if not mask.any():
+        return pred.sum() * 0
+    try:
+        base = DEPTH_LOSSES[w["depth_loss"]]
+    except KeyError:
+        raise ValueError(f"unknown depth_loss {w['depth_loss']!r}; known: {sorted(DEPTH_LOSSES)}") from None
+    loss = base(pred, target, mask)
+    if w["edge"] > 0:
+        loss = loss + w["edge"] * edge_aware_loss(pred, target, mask)
+    if w["freq"] > 0:
+        loss = loss + w["freq"] * frequency_loss(pred, target, mask)
+    if w["depth_log"] > 0:
+        lp = torch.log(pred.clamp_min(1e-3))
+        lt = torch.log(target.clamp_min(1e-3))
+        loss = loss + w["depth_log"] * _masked_mean((lp - lt).abs(), mask)
+    return loss
+
+
+def normals_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, w: dict) -> torch.Tensor:
+    """Normals task loss: masked L1 over the 3 components + edge-aware + frequency. (B,3,H,W), mask (B,1,H,W)."""
+    if not mask.any():
+        return pred.sum() * 0
+    loss = _masked_mean((pred - target).abs(), mask)
+    if w["edge"] > 0:
+        loss = loss + w["edge"] * edge_aware_loss(pred, target, mask)
+    if w["freq"] > 0:
+        loss = loss + w["freq"] * frequency_loss(pred, target, mask)
+    return loss
+
+
+def _task_losses(out: dict, batch: dict, w: dict) -> dict[str, torch.Tensor]:
+    return {
+        "semantic": semantic_loss(out["semantic_logits"], batch["semantic"], w),
+        "depth": depth_loss(out["depth"], batch["depth"], batch["depth_mask"], w),
+        "normals": normals_loss(out["normals"], batch["normals"], batch["normals_mask"], w),
+    }
+
+
+def points_target(depth: torch.Tensor) -> torch.Tensor:
+    """(B,1,H,W) radial depth -> (B,3,H,W) points in the panorama frame (metres)."""
+    from mtpano_ros.geometry import depth_to_points
+
+    return depth_to_points(depth)
+
+
+def compute_losses(outputs: dict, batch: dict, cfg: dict | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total training loss and its parts.
+
+    outputs: the model's training-mode dict (semantic_logits, depth, normals, optional aux {semantic_logits, depth,
+    normals, grad, edge_distance, points}); batch: collated dataset samples (optional targets "grad" (B,2,H,W) and
+    "edge_distance" (B,1,H,W); points come from depth). cfg: weights overriding DEFAULTS.
+    """
+    w = {**DEFAULTS, **(cfg or {})}
+    parts = _task_losses(outputs, batch, w)
+    total = sum(w[k] * v for k, v in parts.items())
+    logs = {f"loss/{k}": v.detach() for k, v in parts.items()}
+    aux = outputs.get("aux")
+    if aux is not None:
+        if w["intermediate"] > 0:
+            inter = _task_losses(aux, batch, w)
+            total = total + w["intermediate"] * sum(w[k] * v for k, v in inter.items())
+            logs.update({f"loss/inter_{k}": v.detach() for k, v in inter.items()})
+        if w["aux"] > 0:
+            extra = {}
+            if "grad" in aux and "grad" in batch:
+                extra["grad"] = (aux["grad"] - batch["grad"]).abs().mean()
+            if "edge_distance" in aux and "edge_distance" in batch:
+                extra["edge_distance"] = (aux["edge_distance"] - batch["edge_distance"]).abs().mean()
+            if "points" in aux:
+                extra["points"] = _masked_mean((aux["points"] - points_target(batch["depth"])).abs(),
+                                               batch["depth_mask"])
+            if extra:
+                total = total + w["aux"] * sum(extra.values())
+                logs.update({f"loss/aux_{k}": v.detach() for k, v in extra.items()})
+    logs["loss/total"] = total.detach()
+    return total, {k: float(v) for k, v in logs.items()}

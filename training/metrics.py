@@ -1,0 +1,183 @@
+"""Evaluation metrics for panoramic depth, normals and semantics (numpy; one image per call unless stated).
+
+Depth: AbsRel, SqRel, RMSE, RMSElog, delta<1.25^k (k = 1, 2, 3) on metric or median-aligned predictions, with an
+optional cos-latitude area weighting and a maximum-depth cap. Normals: mean / median / RMSE angle (degrees) and the
+percentage of pixels under 11.25, 22.5 and 30 degrees. Semantics: confusion matrices -> mIoU, pixel accuracy and
+per-class IoU (percent), optionally over a class subset. Seam: how much larger the jump across the column 0 / W-1
+border is than the typical jump between neighbouring inner columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+IGNORE_INDEX = 255
+
+
+def cos_latitude_weights(height: int, width: int) -> np.ndarray:
+    """(H, W) float64 ERP pixel area weights cos(latitude) at pixel centres (DESIGN §3 latitude)."""
+    lat = (0.5 - (np.arange(height) + 0.5) / height) * np.pi
+    return np.repeat(np.cos(lat)[:, None], width, 1)
+
+
+def _wmean(x: np.ndarray, w: np.ndarray) -> float:
+    return float((x * w).sum() / w.sum())
+
+
+def _wmedian(x: np.ndarray, w: np.ndarray) -> float:
+    order = np.argsort(x)
+    cw = np.cumsum(w[order])
+    return float(x[order][np.searchsorted(cw, 0.5 * cw[-1])])
+
+
+def depth_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None, max_depth_m: float | None = None,
+                  align: str = "none", lat_weighted: bool = False, min_depth_m: float = 1e-3) -> dict[str, float]:
+    """Depth errors of one image.
+
+    pred, gt: (H, W) metres (radial for ERP). Valid pixels: gt finite, gt > 0, gt <= max_depth_m (if given) and
+    `mask` (H, W) bool (if given). Non-finite or non-positive predictions on valid pixels count as min_depth_m
+    (they are errors, not skipped). align: "none" (metric) or "median" (pred scaled by median(gt)/median(pred),
+    weighted medians when lat_weighted). Predictions are clipped to [min_depth_m, max_depth_m].
+    lat_weighted: weight pixels by cos(latitude) (the ERP rows' solid angle).
+    Returns abs_rel, sq_rel, rmse (m), rmse_log, delta1, delta2, delta3 (fractions in [0, 1]) and n_valid;
+    NaN metrics when there is no valid pixel.
+    """
+    pred = np.asarray(pred, np.float64)
+    gt = np.asarray(gt, np.float64)
+    if pred.shape != gt.shape or pred.ndim != 2:
+        raise ValueError(f"pred and gt must both be (H, W) depth maps; got {pred.shape} and {gt.shape}")
+    valid = np.isfinite(gt) & (gt > 0)
+    if max_depth_m is not None:
+        valid &= gt <= max_depth_m
+    if mask is not None:
+        valid &= np.asarray(mask, bool)
+    keys = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3")
+    if not valid.any():
+        return {**dict.fromkeys(keys, float("nan")), "n_valid": 0}
+    w = cos_latitude_weights(*gt.shape)[valid] if lat_weighted else np.ones(int(valid.sum()))
+    g = gt[valid]
+    p = pred[valid]
+    p = np.where(np.isfinite(p) & (p > 0), p, min_depth_m)
+    if align == "median":
+        med_p = _wmedian(p, w)
+        p = p * (_wmedian(g, w) / max(med_p, 1e-12))
+    elif align != "none":
+        raise ValueError(f"align must be 'none' or 'median', got {align!r}")
+    p = np.clip(p, min_depth_m, max_depth_m if max_depth_m is not None else np.inf)
+    ratio = np.maximum(p / g, g / p)
+    out = {
+        "abs_rel": _wmean(np.abs(p - g) / g, w),
+        "sq_rel": _wmean((p - g) ** 2 / g, w),
+        "rmse": float(np.sqrt(_wmean((p - g) ** 2, w))),
+        "rmse_log": float(np.sqrt(_wmean((np.log(p) - np.log(g)) ** 2, w))),
+        "delta1": _wmean(ratio < 1.25, w),
+        "delta2": _wmean(ratio < 1.25 ** 2, w),
+        "delta3": _wmean(ratio < 1.25 ** 3, w),
+    }
+    out["n_valid"] = int(valid.sum())
+    return out
+
+
+def normal_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None,
+                   lat_weighted: bool = False) -> dict[str, float]:
+    """Angular errors (degrees) of one normal map.
+
+    pred, gt: (H, W, 3) vectors in the same frame (need not be unit). Valid pixels: |gt| > 0.5 and `mask`.
+    A non-finite or zero prediction on a valid pixel counts as 180 degrees. Returns mean, median, rmse (degrees),
+    pct_11_25, pct_22_5, pct_30 (percent of valid pixels under the threshold) and n_valid.
+    """
+    pred = np.asarray(pred, np.float64)
+    gt = np.asarray(gt, np.float64)
+    if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[-1] != 3:
+        raise ValueError(f"pred and gt must both be (H, W, 3) normal maps; got {pred.shape} and {gt.shape}")
+    gn = np.linalg.norm(gt, axis=-1)
+    valid = np.isfinite(gn) & (gn > 0.5)
+    if mask is not None:
+        valid &= np.asarray(mask, bool)
+    keys = ("mean", "median", "rmse", "pct_11_25", "pct_22_5", "pct_30")
+    if not valid.any():
+        return {**dict.fromkeys(keys, float("nan")), "n_valid": 0}
+    w = cos_latitude_weights(*gt.shape[:2])[valid] if lat_weighted else np.ones(int(valid.sum()))
+    p, g = pred[valid], gt[valid] / gn[valid, None]
+    pn = np.linalg.norm(p, axis=-1)
+    ok = np.isfinite(pn) & (pn > 1e-6)
+    cos = np.full(len(p), -1.0)
+    cos[ok] = (p[ok] * g[ok]).sum(-1) / pn[ok]
+    ang = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    return {
+        "mean": _wmean(ang, w),
+        "median": _wmedian(ang, w),
+        "rmse": float(np.sqrt(_wmean(ang ** 2, w))),
+        "pct_11_25": 100 * _wmean(ang < 11.25, w),
+        "pct_22_5": 100 * _wmean(ang < 22.5, w),
+        "pct_30": 100 * _wmean(ang < 30.0, w),
+        "n_valid": int(valid.sum()),
+    }
+
+
+def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int = 150,
+                     ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """(num_classes, num_classes) int64 counts, rows = ground truth, columns = prediction.
+
+    pred, gt: integer class ids of the same shape. Pixels whose gt is ignore_index (or outside [0, C)) are skipped;
+    predictions outside [0, C) (e.g. 255 unknown) count as wrong for their gt row via a dropped column.
+    """
+    pred = np.asarray(pred).astype(np.int64).reshape(-1)
+    gt = np.asarray(gt).astype(np.int64).reshape(-1)
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred and gt must have the same shape; got {pred.size} and {gt.size} elements")
+    keep = (gt != ignore_index) & (gt >= 0) & (gt < num_classes)
+    g, p = gt[keep], pred[keep]
+    p = np.where((p >= 0) & (p < num_classes), p, num_classes)  # extra column for "no valid class"
+    cm = np.bincount(g * (num_classes + 1) + p, minlength=num_classes * (num_classes + 1))
+    return cm.reshape(num_classes, num_classes + 1)[:, :num_classes].copy()
+
+
+def segmentation_metrics(conf: np.ndarray, classes: list[int] | None = None) -> dict:
+    """mIoU, pixel accuracy and per-class IoU (percent) from a confusion matrix (rows gt, columns pred).
+
+    IoU_c = TP / (TP + FP + FN). mIoU averages the classes that occur in the ground truth (row sum > 0), or exactly
+    `classes` when given (absent ones then count as NaN and are skipped). Pixel accuracy = trace / total gt pixels
+    (pixels predicted as an invalid class count as wrong: they are in the row sums, not the diagonal).
+    Returns {"miou", "pixel_acc", "per_class_iou": (C,) float64 with NaN where the class is absent from gt}.
+    """
+    conf = np.asarray(conf, np.float64)
+    tp = np.diag(conf)
+    gt_count = conf.sum(1)
+    pred_count = conf.sum(0)
+    union = gt_count + pred_count - tp
+    iou = np.where(gt_count > 0, tp / np.maximum(union, 1), np.nan) * 100
+    sel = iou if classes is None else iou[list(classes)]
+    miou = float(np.nanmean(sel)) if np.isfinite(sel).any() else float("nan")
+    total = gt_count.sum()
+    return {"miou": miou, "pixel_acc": float(100 * tp.sum() / total) if total > 0 else float("nan"),
+            "per_class_iou": iou}
+
+
+def seam_score(x: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Discontinuity across the ERP border, relative to the inside.
+
+    x: (H, W) or (H, W, C) values (e.g. predicted depth or normals); mask (H, W) optional validity.
+    Returns mean |x[:, 0] - x[:, W-1]| divided by the mean |x[:, j] - x[:, j+1]| over inner neighbouring columns
+    (both over rows where both pixels are valid and finite; channels summed). 1 means the border is as smooth
+    as any other column pair; a visible seam gives values well above 1. NaN if undefined.
+    """
+    x = np.asarray(x, np.float64)
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.ndim != 3 or x.shape[1] < 3:
+        raise ValueError(f"x must be (H, W) or (H, W, C) with W >= 3; got {x.shape}")
+    ok = np.isfinite(x).all(-1)
+    if mask is not None:
+        ok &= np.asarray(mask, bool)
+    d_inner = np.abs(x[:, 1:] - x[:, :-1]).sum(-1)
+    ok_inner = ok[:, 1:] & ok[:, :-1]
+    d_seam = np.abs(x[:, 0] - x[:, -1]).sum(-1)
+    ok_seam = ok[:, 0] & ok[:, -1]
+    if not ok_seam.any() or not ok_inner.any():
+        return float("nan")
+    inner = d_inner[ok_inner].mean()
+    seam = d_seam[ok_seam].mean()
+    if inner <= 0:
+        return float("nan") if seam <= 0 else float("inf")
+    return float(seam / inner)
