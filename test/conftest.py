@@ -136,12 +136,15 @@ def perception_node(ros_domain_id, tmp_path_factory):
     """Factory: perception_node(namespace, params: dict) -> a started NodeProcess (waits for 'ready')."""
     started: list[NodeProcess] = []
 
-    def start(namespace: str, params: dict, threads: int = 1, wait: bool = True) -> NodeProcess:
+    def start(namespace: str, params: dict, threads: int = 1, wait: bool = True,
+              params_file: Path | None = None) -> NodeProcess:
         exe = Path(sys.executable).with_name("perception_node")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mtpano_ros.ros.node"]
         if os.environ.get("MTPANO_PERCEPTION_NODE_CMD"):  # e.g. "ros2 run mtpano_ros perception_node"
             cmd = shlex.split(os.environ["MTPANO_PERCEPTION_NODE_CMD"])
         cmd += ["--ros-args", "-r", f"__ns:={namespace}"]
+        if params_file is not None:
+            cmd += ["--params-file", str(params_file)]
         for key, value in params.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             cmd += ["-p", f"{key}:={text}"]

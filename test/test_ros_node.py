@@ -154,7 +154,8 @@ def _as_encoding(rgb: np.ndarray, encoding: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def raw_node(perception_node):
     ns = f"/mtpano_e2e_raw_{os.getpid()}"
-    return ns, perception_node(ns, dict(BASE_PARAMS, max_input_pixels=4096 * 4096))
+    config = Path(__file__).resolve().parents[1] / "config" / "perception.yaml"  # the shipped file, overridden
+    return ns, perception_node(ns, dict(BASE_PARAMS, max_input_pixels=4096 * 4096), params_file=config)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Overload: 30 Hz input for 60 s into a node whose model is slower than that (a real configuration: mtpano-tiny
-at its own input size on one CPU thread, several hundred ms a frame). The newest-frame policy must keep memory flat, latency near two forward passes,
-and count the frames it drops."""
+at its own input size on one CPU thread, several hundred ms a frame). The newest-frame policy must keep memory
+flat, latency near two forward passes, and count the frames it drops."""
 
 from __future__ import annotations
 
