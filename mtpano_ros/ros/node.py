@@ -21,6 +21,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
@@ -378,7 +379,7 @@ def main(args=None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ValueError, RuntimeError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, RuntimeError, OSError, ImportError, ParameterException, NameValidationException) as exc:
         get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
         return 1
     finally:
