@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +74,14 @@ class PseudoLabelDataset(Dataset):
     aux_targets: add "grad" (2,H,W) (image gradient) and "edge_distance" (1,H,W) (from the fused labels) for the
     auxiliary heads. Index keys may exceed len(dataset): key % len picks the panorama and key (with aug_seed) seeds
     the view choice and the augmentation, so a stream of keys is reproducible (exact resume).
+    rescan_s > 0: re-list the store's finished items at most this often, so training can start while
+    pseudo_label.py is still filling the store (the sample stream then depends on timing: no exact resume).
     """
 
     def __init__(self, root, out_hw: tuple[int, int] | None = None, depth: str = "patch",
                  min_semantic_conf: float = 0.3, min_normals_conf: float = 0.5, augment: bool = True,
-                 items: list[str] | None = None, aux_targets: bool = True, aug_seed: int = 0):
+                 items: list[str] | None = None, aux_targets: bool = True, aug_seed: int = 0,
+                 rescan_s: float = 0.0):
         self.root = Path(root)
         meta_path = self.root / "meta.json"
         if not meta_path.is_file():
@@ -95,11 +99,15 @@ class PseudoLabelDataset(Dataset):
         self.aux_targets = aux_targets
         self.aug_seed = int(aug_seed)
         self.depth_affine = self.meta.get("depth_kind", "metric") != "metric"
-        if items is None:
-            items = sorted(p.parent.name for p in (self.root / "items").glob("*/item.json"))
-        self.items = list(items)
+        self.fixed_items = items is not None
+        self.rescan_s = float(rescan_s)
+        self._scanned = time.monotonic()
+        self.items = list(items) if items is not None else self._scan()
         if not self.items:
             raise RuntimeError(f"{self.root} holds no finished items")
+
+    def _scan(self) -> list[str]:
+        return sorted(p.parent.name for p in (self.root / "items").glob("*/item.json"))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -116,6 +124,8 @@ class PseudoLabelDataset(Dataset):
 
     def __getitem__(self, key: int) -> dict:
         key = int(key)
+        if self.rescan_s > 0 and not self.fixed_items and time.monotonic() - self._scanned > self.rescan_s:
+            self.items, self._scanned = self._scan(), time.monotonic()
         rng = np.random.default_rng([self.aug_seed, key])
         d = self.root / "items" / self.items[key % len(self.items)]
         rgb = self._resize(_read_rgb(d / "image.png"), nearest=False)
@@ -187,4 +197,5 @@ def from_config(cfg: dict) -> PseudoLabelDataset:
     return PseudoLabelDataset(cfg["root"], out_hw=tuple(size) if size else None, depth=cfg.get("depth", "patch"),
                               min_semantic_conf=cfg.get("min_semantic_conf", 0.3),
                               min_normals_conf=cfg.get("min_normals_conf", 0.5), augment=cfg.get("augment", True),
-                              aux_targets=cfg.get("aux_targets", True), aug_seed=cfg.get("aug_seed", 0))
+                              aux_targets=cfg.get("aux_targets", True), aug_seed=cfg.get("aug_seed", 0),
+                              rescan_s=cfg.get("rescan_s", 0.0))
