@@ -91,7 +91,22 @@ def depth_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> to
     return _masked_mean((pred - target).abs(), mask)
 
 
-DEPTH_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = {"l1": depth_l1}
+def align_scale_shift(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample least-squares scale s and shift t fitting s * pred + t to target on mask; returns s * pred + t.
+    pred, target (B,1,H,W), mask (B,1,H,W) bool. For teachers whose depth is known only up to scale and shift."""
+    m = mask.to(pred.dtype)
+    n = m.sum((1, 2, 3), keepdim=True).clamp_min(1.0)
+    pm, tm = (pred * m).sum((1, 2, 3), keepdim=True) / n, (target * m).sum((1, 2, 3), keepdim=True) / n
+    pc, tc = (pred - pm) * m, (target - tm) * m
+    s = (pc * tc).sum((1, 2, 3), keepdim=True) / (pc * pc).sum((1, 2, 3), keepdim=True).clamp_min(1e-8)
+    return s * (pred - pm) + tm
+
+
+DEPTH_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l1": depth_l1,
+    # scale-and-shift-invariant: depth_loss aligns pred to the target first, then applies every term
+    "ssi": depth_l1,
+}
 
 
 def depth_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, w: dict) -> torch.Tensor:
@@ -102,6 +117,8 @@ def depth_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, w: 
         base = DEPTH_LOSSES[w["depth_loss"]]
     except KeyError:
         raise ValueError(f"unknown depth_loss {w['depth_loss']!r}; known: {sorted(DEPTH_LOSSES)}") from None
+    if w["depth_loss"] == "ssi":
+        pred = align_scale_shift(pred, target, mask)
     loss = base(pred, target, mask)
     if w["edge"] > 0:
         loss = loss + w["edge"] * edge_aware_loss(pred, target, mask)
