@@ -167,3 +167,16 @@ def test_augmentations_keep_normals_consistent_with_geometry():
         ok = (a["depth"][0] > 0) & (ref.norm(dim=0) > 0.5)
         cosang = (a["normals"] * ref).sum(0)[ok]
         assert torch.median(cosang) > math.cos(math.radians(10))
+
+
+def test_ssi_depth_loss_is_affine_invariant():
+    from training.losses import DEFAULTS, align_scale_shift, depth_loss
+
+    g = torch.rand(2, 1, 8, 16) + 1
+    m = torch.rand(2, 1, 8, 16) > 0.2
+    pred = g * torch.tensor([3.0, 0.5]).view(2, 1, 1, 1) + torch.tensor([0.5, -0.2]).view(2, 1, 1, 1)
+    ssi = {**DEFAULTS, "depth_loss": "ssi"}
+    assert depth_loss(pred, g, m, ssi) < 1e-4 < depth_loss(pred, g, m, dict(DEFAULTS))
+    torch.testing.assert_close(align_scale_shift(pred, g, m)[m], g[m], atol=1e-4, rtol=1e-4)
+    noisy = pred + 0.3 * torch.randn_like(pred)
+    assert depth_loss(noisy, g, m, ssi) > 1e-2  # not blind: only scale and shift are free
