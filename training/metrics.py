@@ -117,10 +117,10 @@ def normal_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = N
 
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int = 150,
                      ignore_index: int = IGNORE_INDEX) -> np.ndarray:
-    """(num_classes, num_classes) int64 counts, rows = ground truth, columns = prediction.
+    """(C, C + 1) int64 counts, rows = ground truth, columns = prediction; C = num_classes.
 
-    pred, gt: integer class ids of the same shape. Pixels whose gt is ignore_index (or outside [0, C)) are skipped;
-    predictions outside [0, C) (e.g. 255 unknown) count as wrong for their gt row via a dropped column.
+    pred, gt: integer class ids of the same shape. Pixels whose gt is ignore_index (or outside [0, C)) are skipped.
+    The last column counts predictions outside [0, C) (e.g. 255 unknown): misses for their gt row.
     """
     pred = np.asarray(pred).astype(np.int64).reshape(-1)
     gt = np.asarray(gt).astype(np.int64).reshape(-1)
@@ -130,11 +130,12 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int = 150,
     g, p = gt[keep], pred[keep]
     p = np.where((p >= 0) & (p < num_classes), p, num_classes)  # extra column for "no valid class"
     cm = np.bincount(g * (num_classes + 1) + p, minlength=num_classes * (num_classes + 1))
-    return cm.reshape(num_classes, num_classes + 1)[:, :num_classes].copy()
+    return cm.reshape(num_classes, num_classes + 1)
 
 
 def segmentation_metrics(conf: np.ndarray, classes: list[int] | None = None) -> dict:
-    """mIoU, pixel accuracy and per-class IoU (percent) from a confusion matrix (rows gt, columns pred).
+    """mIoU, pixel accuracy and per-class IoU (percent) from a confusion matrix (rows gt, columns pred), (C, C)
+    or (C, C + 1) as confusion_matrix returns it (last column: predictions of no valid class).
 
     IoU_c = TP / (TP + FP + FN). mIoU averages the classes that occur in the ground truth (row sum > 0), or exactly
     `classes` when given (absent ones then count as NaN and are skipped). Pixel accuracy = trace / total gt pixels
@@ -142,9 +143,10 @@ def segmentation_metrics(conf: np.ndarray, classes: list[int] | None = None) -> 
     Returns {"miou", "pixel_acc", "per_class_iou": (C,) float64 with NaN where the class is absent from gt}.
     """
     conf = np.asarray(conf, np.float64)
-    tp = np.diag(conf)
+    c = conf.shape[0]
+    tp = np.diag(conf[:, :c])
     gt_count = conf.sum(1)
-    pred_count = conf.sum(0)
+    pred_count = conf[:, :c].sum(0)
     union = gt_count + pred_count - tp
     iou = np.where(gt_count > 0, tp / np.maximum(union, 1), np.nan) * 100
     sel = iou if classes is None else iou[list(classes)]
@@ -154,24 +156,26 @@ def segmentation_metrics(conf: np.ndarray, classes: list[int] | None = None) -> 
             "per_class_iou": iou}
 
 
-def seam_score(x: np.ndarray, mask: np.ndarray | None = None) -> float:
+def seam_score(x: np.ndarray, mask: np.ndarray | None = None, near: int = 2) -> float:
     """Discontinuity across the ERP border, relative to the inside.
 
     x: (H, W) or (H, W, C) values (e.g. predicted depth or normals); mask (H, W) optional validity.
-    Returns mean |x[:, 0] - x[:, W-1]| divided by the mean |x[:, j] - x[:, j+1]| over inner neighbouring columns
-    (both over rows where both pixels are valid and finite; channels summed). 1 means the border is as smooth
-    as any other column pair; a visible seam gives values well above 1. NaN if undefined.
+    Returns mean |x[:, 0] - x[:, W-1]| divided by the mean |x[:, j] - x[:, j+1]| over the `near` column pairs on
+    each side of the border (j = 0..near-1 and W-1-near..W-2; both means over rows where both pixels are valid
+    and finite; channels summed). 1 means the border is as smooth as its neighbourhood; a visible seam gives
+    values well above 1. NaN if undefined.
     """
     x = np.asarray(x, np.float64)
     if x.ndim == 2:
         x = x[..., None]
-    if x.ndim != 3 or x.shape[1] < 3:
-        raise ValueError(f"x must be (H, W) or (H, W, C) with W >= 3; got {x.shape}")
+    if x.ndim != 3 or x.shape[1] < 2 * near + 2:
+        raise ValueError(f"x must be (H, W) or (H, W, C) with W >= {2 * near + 2}; got {x.shape}")
     ok = np.isfinite(x).all(-1)
     if mask is not None:
         ok &= np.asarray(mask, bool)
-    d_inner = np.abs(x[:, 1:] - x[:, :-1]).sum(-1)
-    ok_inner = ok[:, 1:] & ok[:, :-1]
+    cols = np.r_[0:near, x.shape[1] - 1 - near:x.shape[1] - 1]
+    d_inner = np.abs(x[:, cols + 1] - x[:, cols]).sum(-1)
+    ok_inner = ok[:, cols + 1] & ok[:, cols]
     d_seam = np.abs(x[:, 0] - x[:, -1]).sum(-1)
     ok_seam = ok[:, 0] & ok[:, -1]
     if not ok_seam.any() or not ok_inner.any():

@@ -14,7 +14,8 @@ Config (YAML):
     loss: weights for training.losses (see DEFAULTS there)
     train: {steps, batch_size, lr, weight_decay, poly_power, warmup_steps (stage that trains only the aggregators
             and auxiliary heads), num_workers, amp, device (auto|cpu|cuda), seed, log_every, image_every,
-            ckpt_every, threads, fp16_weights}
+            ckpt_every, threads, fp16_weights, grad_clip, stop_at (checkpoint and exit at this step, as if
+            the run were killed; rerun without it to resume)}
 Resume: rerunning the same command continues from out_dir/checkpoint.pt (step, optimizer, scheduler, RNG and the
 data stream); `train.resume=false` starts over.
 """
@@ -55,7 +56,7 @@ DEFAULT_CONFIG = {
         "steps": 1000, "batch_size": 4, "lr": 2e-4, "weight_decay": 0.0, "poly_power": 0.9, "warmup_steps": 0,
         "warmup_lr": 1e-3, "num_workers": 0, "amp": True, "device": "auto", "seed": 0, "log_every": 10,
         "image_every": 200, "ckpt_every": 100, "threads": 0, "resume": True, "fp16_weights": True,
-        "grad_clip": 1.0,
+        "grad_clip": 1.0, "stop_at": None,
     },
 }
 
@@ -206,6 +207,7 @@ def train(cfg: dict) -> Path:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     step = 0
+    resume_rng = None
     ckpt = out_dir / "checkpoint.pt"
     if tc.get("resume", True) and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -215,7 +217,7 @@ def train(cfg: dict) -> Path:
         if warm_opt is not None and state.get("warmup_optimizer"):
             warm_opt.load_state_dict(state["warmup_optimizer"])
         scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+        resume_rng = state["rng"]
         step = int(state["step"])
         if rank == 0:
             print(f"resumed {ckpt} at step {step}", flush=True)
@@ -250,9 +252,20 @@ def train(cfg: dict) -> Path:
 
     bar = tqdm(total=steps, initial=step, desc="train", disable=rank != 0, dynamic_ncols=True, mininterval=5)
     ddp_model.train()
-    it = iter(loader)
+    it = iter(loader)  # draws from the torch RNG: restore the saved RNG state only after this
+    if resume_rng is not None:
+        set_rng_state(resume_rng)
     t_last = time.perf_counter()
+    stop_at = int(tc["stop_at"]) if tc.get("stop_at") else None
     while step < steps:
+        if stop_at is not None and step >= stop_at:
+            checkpoint(step)
+            bar.close()
+            if writer is not None:
+                writer.close()
+            if world > 1:
+                dist.destroy_process_group()
+            return out_dir / "latest"
         batch = next(it)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         in_warmup = step < warm
@@ -275,7 +288,9 @@ def train(cfg: dict) -> Path:
         scaler.scale(loss).backward()
         if tc.get("grad_clip"):
             scaler.unscale_(optim)
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], float(tc["grad_clip"]))
+            gnorm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                                   float(tc["grad_clip"]))
+            logs["grad_norm"] = float(gnorm)
         scaler.step(optim)
         scaler.update()
         if not in_warmup:
