@@ -85,7 +85,7 @@ def golden_run():
         xn = model.normalize(x)
         raw = model.forward_raw(xn, with_aux=True)
         out = {"semantic_logits": raw["semseg"], "depth": raw["depth"],
-               "normals": model._to_rep103(raw["normals"])}
+               "normals": model._normals_to_rep103(raw["normals"])}
     hook.remove()
     return {"xn": xn, "raw": raw, "preact": captured["preact"], "out": out,
             "golden": dict(np.load(GOLDEN / "golden_outputs.npz"))}
@@ -135,7 +135,7 @@ def test_postprocessed_normals_match(golden_run):
     res = postprocess(golden_run["out"])
     ours = res["normals"][0]  # (H, W, 3) REP 103
     gn = golden_run["golden"]["normals_full"].astype(np.float64)  # (3, H, W) official frame
-    g_rep = np.stack([-gn[0], -gn[2], -gn[1]], axis=-1)
+    g_rep = np.stack([gn[0], gn[2], gn[1]], axis=-1)  # official -> REP 103 (see pdbridge.py)
     g_rep /= np.linalg.norm(g_rep, axis=-1, keepdims=True)
     keep = np.ones(ours.shape[1], dtype=bool)
     keep[[0, 1, ours.shape[1] - 2, ours.shape[1] - 1]] = False  # official seam blend columns

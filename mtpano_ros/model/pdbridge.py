@@ -261,14 +261,37 @@ def _zero_conv(cin: int, cout: int) -> nn.Conv2d:
     return c
 
 
-# Official normal/point frame (the frame the released weights' normal labels were made in) -> REP 103.
-# ours = (-N_x, -N_z, -N_y); see mtpano_ros.model.inference.official_to_rep103 for the evidence.
-OFFICIAL_TO_REP103_PERM = (0, 2, 1)
+# ---------------------------------------------------------------------------------------------------------------
+# Official output frame -> REP 103 (DESIGN §4 asked for this to be confirmed; the evidence, read from the official
+# code at github Evergreen0929/MTPano):
+# 1. utils/panorama_utils.py, perspective_to_pano_correct (the pseudo-label path that made the normal labels):
+#    the world ("N-space") ray of ERP pixel (u, v), u, v = linspace(-1, 1) over columns / rows (v = -1 on the top
+#    row), theta = u*pi, phi = v*pi/2, is N = (-cos(phi) cos(theta), sin(phi), cos(phi) sin(theta)). So N +Y
+#    points at the BOTTOM row (down), whatever the "+Y up" docstring says (its views are rendered with pitch
+#    + 180 degrees, which flips the camera's up to -Y). Matching N to our pixel ray (lat = -phi, lon = -theta):
+#    ray_ours = M N with M = [[-1, 0, 0], [0, 0, -1], [0, -1, 0]] (a proper rotation).
+# 2. Same file: camera normals go to the world as n_world = R_cam_to_world (-n_cam) with a +Y-up, -Z-forward
+#    camera (the reverse function negates too), so camera-facing normals become normals pointing AWAY from the
+#    panorama centre; generate_box_panorama builds its test normals as sign(ray) along the hit axis, also
+#    pointing away; inference.py writes point clouds with points = N * depth and normals = -prediction.
+#    Hence the released weights predict normals that point away from the camera.
+# 3. data/pano_mtdu.py decodes normal PNGs as rgb/255*2-1 without reordering channels, so the network's three
+#    output channels are N-space (x, y, z).
+# Our convention (DESIGN §3) is camera-facing normals in REP 103: ours = -M N = (N_x, N_z, N_y).
+# Positions (the point-map head, points = N * depth) only rotate: ours = M P = (-P_x, -P_z, -P_y).
+# Pinned by test/test_model_frames.py (floor below the camera -> +z, wall ahead -> -x).
+# ---------------------------------------------------------------------------------------------------------------
 
 
-def official_to_rep103(v: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) vectors in the official MTPano frame -> REP 103 panorama frame: (-N_x, -N_z, -N_y)."""
-    return -v[:, OFFICIAL_TO_REP103_PERM, :, :]
+def official_normals_to_rep103(n: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) official normals (N-space, pointing away from the camera) -> REP 103 camera-facing normals:
+    (N_x, N_z, N_y)."""
+    return n[:, (0, 2, 1), :, :]
+
+
+def official_points_to_rep103(p: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) official N-space positions -> REP 103 panorama frame positions: (-P_x, -P_z, -P_y)."""
+    return -p[:, (0, 2, 1), :, :]
 
 
 def unit_vectors(v: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -388,16 +411,19 @@ class PDBridgeNet(nn.Module):
         std = torch.tensor(self.config["std"], dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
         return (images - mean) / std
 
-    def _to_rep103(self, v: torch.Tensor) -> torch.Tensor:
-        return official_to_rep103(v) if self.head_frame == "official" else v
+    def _normals_to_rep103(self, v: torch.Tensor) -> torch.Tensor:
+        return official_normals_to_rep103(v) if self.head_frame == "official" else v
+
+    def _points_to_rep103(self, v: torch.Tensor) -> torch.Tensor:
+        return official_points_to_rep103(v) if self.head_frame == "official" else v
 
     def forward(self, images: torch.Tensor) -> dict:
         raw = self.forward_raw(self.normalize(images), with_aux=self.training)
         out = {"semantic_logits": raw["semseg"], "depth": raw["depth"],
-               "normals": unit_vectors(self._to_rep103(raw["normals"]))}
+               "normals": unit_vectors(self._normals_to_rep103(raw["normals"]))}
         if self.training:
             a, e = raw["aux_preds"], raw["ext_preds"]
             out["aux"] = {"semantic_logits": a["semseg"], "depth": a["depth"],
-                          "normals": unit_vectors(self._to_rep103(a["normals"])),
-                          "grad": e["grad"], "edge_distance": e["sdf"], "points": self._to_rep103(e["point"])}
+                          "normals": unit_vectors(self._normals_to_rep103(a["normals"])),
+                          "grad": e["grad"], "edge_distance": e["sdf"], "points": self._points_to_rep103(e["point"])}
         return out

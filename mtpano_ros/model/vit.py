@@ -13,7 +13,9 @@ RoPE modes:
   angles 2 pi * coord * freq, [y-angles, x-angles] tiled twice over the head dimension.
 - ``"spherical"``: the y part as DINOv3, the x part uses integer frequencies k_i (geometric from 1 to 16 cycles
   per turn, independent of the grid) times longitude, so the encoding is periodic over 360 degrees and
-  relative positions across the seam are the true ones (rolling the panorama by whole tokens rolls the tokens).
+  relative positions across the seam are the true ones (patch-to-patch attention scores are unchanged when the
+  panorama is rolled by whole tokens; CLS/register tokens are not rotated, as in DINOv3, so their scores
+  against patches still depend on absolute longitude).
 """
 
 from __future__ import annotations
@@ -38,15 +40,17 @@ def rope_tables(grid_h: int, grid_w: int, head_dim: int, theta: float, mode: str
     coords = torch.stack(torch.meshgrid(ch, cw, indexing="ij"), dim=-1).flatten(0, 1)
     coords = 2.0 * coords - 1.0  # (N, 2) in [-1, 1], (y, x)
     angles = 2 * math.pi * coords[:, :, None] * inv_freq[None, None, :]  # (N, 2, head_dim/4)
-    if mode == "spherical":
+    if mode == "spherical":  # float64: angles up to 16 pi, so that rolled grids agree to float32 rounding
+        angles = angles.double()
         n = inv_freq.numel()
-        k = torch.round(torch.exp(torch.linspace(0.0, math.log(16.0), n)))
-        lon = -math.pi * coords[:, 1]  # longitude of the token centre (sign is irrelevant for RoPE)
-        angles[:, 1, :] = lon[:, None] * k[None, :]
+        k = torch.round(torch.exp(torch.linspace(0.0, math.log(16.0), n, dtype=torch.float64)))
+        cw64 = (torch.arange(grid_w, dtype=torch.float64) + 0.5) / grid_w
+        lon = math.pi * (1.0 - 2.0 * cw64)  # longitude of the token centre, radians
+        angles[:, 1, :] = lon.repeat(grid_h)[:, None] * k[None, :]
     elif mode != "dinov3":
         raise ValueError(f"unknown rope mode {mode!r}; expected 'dinov3' or 'spherical'")
     angles = angles.flatten(1, 2).tile(2)  # (N, head_dim)
-    return torch.cos(angles), torch.sin(angles)
+    return torch.cos(angles).float(), torch.sin(angles).float()
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
