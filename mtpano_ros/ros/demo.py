@@ -28,18 +28,58 @@ from pathlib import Path
 from mtpano_ros.ros.record import format_latency_table
 from mtpano_ros.ros.replay import list_images
 
+# Fast DDS settings for a few large samples per frame on one machine: a 64 MiB shared-memory segment (the
+# default 512 KiB one overflows with a frame's ~10 MB of images and cloud, and lost fragments wait for the next
+# heartbeat) and a 100 ms writer heartbeat (default 3 s) so that any repair is quick. Other RMWs ignore it.
+FASTDDS_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
+<dds xmlns="http://www.eprosima.com">
+  <profiles>
+    <transport_descriptors>
+      <transport_descriptor>
+        <transport_id>mtpano_shm</transport_id>
+        <type>SHM</type>
+        <segment_size>67108864</segment_size>
+      </transport_descriptor>
+      <transport_descriptor>
+        <transport_id>mtpano_udp</transport_id>
+        <type>UDPv4</type>
+      </transport_descriptor>
+    </transport_descriptors>
+    <participant profile_name="mtpano_participant" is_default_profile="true">
+      <rtps>
+        <userTransports>
+          <transport_id>mtpano_shm</transport_id>
+          <transport_id>mtpano_udp</transport_id>
+        </userTransports>
+        <useBuiltinTransports>false</useBuiltinTransports>
+      </rtps>
+    </participant>
+    <data_writer profile_name="mtpano_writer" is_default_profile="true">
+      <times>
+        <heartbeat_period><sec>0</sec><nanosec>100000000</nanosec></heartbeat_period>
+      </times>
+    </data_writer>
+  </profiles>
+</dds>
+"""
+
 
 class Child:
-    """A child process whose merged stdout/stderr goes to a log file and, prefixed, to our stdout."""
+    """A child process whose merged stdout/stderr goes to a log file and, prefixed, to our stdout.
 
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_path: Path, echo: bool = True):
+    echo: True (every line), "log" (only ROS log lines, which start with "[") or False.
+    """
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_path: Path, echo: bool | str = True,
+                 stdin: bool = False):
         self.name = name
         self.lines: list[str] = []
         self.changed = threading.Condition()
         self.log = open(log_path, "w", encoding="utf-8")
         self.log.write("$ " + " ".join(cmd) + "\n")
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     bufsize=1, errors="replace")
+                                     bufsize=1, errors="replace",
+                                     stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
         self.echo = echo
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -48,7 +88,7 @@ class Child:
         for line in self.proc.stdout:
             self.log.write(line)
             self.log.flush()
-            if self.echo:
+            if self.echo and (self.echo is True or line.startswith("[")):
                 print(f"[{self.name}] {line.rstrip()}", flush=True)
             with self.changed:
                 self.lines.append(line)
@@ -137,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     domain_id = args.domain_id if args.domain_id is not None else random.SystemRandom().randint(30, 229)
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+    if not (env.get("FASTDDS_DEFAULT_PROFILES_FILE") or env.get("FASTRTPS_DEFAULT_PROFILES_FILE")):
+        (logs / "fastdds.xml").write_text(FASTDDS_PROFILE)
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(logs / "fastdds.xml")
     py = sys.executable
     print(f"demo: {len(panoramas)} panorama(s) from {args.panos}, model '{args.model}', backend '{args.backend}', "
           f"ROS_DOMAIN_ID={domain_id}", flush=True)
@@ -159,18 +202,26 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         recorder = Child("record", [py, "-m", "mtpano_ros.ros.record", "--out", str(record_dir),
                                     "--frames", str(len(panoramas)), "--ply-format", args.ply_format],
-                         env, logs / "record.log")
+                         env, logs / "record.log", echo="log")  # its own summary table is printed below
         children.append(recorder)
-        if not recorder.wait_for_line("recording", 120):
-            print(f"demo: the recorder did not start (see {logs / 'record.log'})", file=sys.stderr)
+        if not recorder.wait_for_line("connected:", 120):
+            print(f"demo: the recorder did not connect to the node (see {logs / 'record.log'})", file=sys.stderr)
             return 1
         manifest_path = logs / "replay.json"
         replay = Child("replay", [py, "-m", "mtpano_ros.ros.replay", str(args.panos), "--transport", args.transport,
-                                  "--rate-hz", "10", "--wait-output", "semantic", "--wait-output-subscribers", "2",
-                                  "--wait-timeout-s", str(args.frame_timeout_s), "--manifest", str(manifest_path)],
-                       env, logs / "replay.log")
+                                  "--step-stdin", "--wait-subscribers", "1", "--manifest", str(manifest_path)],
+                       env, logs / "replay.log", stdin=True)
         children.append(replay)
-        replay_status = replay.proc.wait(timeout=len(panoramas) * args.frame_timeout_s + 120)
+        # One frame at a time: the next panorama goes out once the recorder holds every output of the last one,
+        # so the node never has a frame waiting (nothing dropped) and no output is overwritten before delivery.
+        for index, path in enumerate(panoramas):
+            replay.proc.stdin.write("\n")
+            replay.proc.stdin.flush()
+            if not recorder.wait_for_line(f"frame_{index:04d}: ", args.frame_timeout_s):
+                print(f"demo: no complete output for {path.name} after {args.frame_timeout_s:.0f} s; going on",
+                      file=sys.stderr)
+        replay.proc.stdin.close()
+        replay_status = replay.proc.wait(timeout=60)
         try:  # the recorder stops by itself after the last frame; give it time to write the files
             recorder.proc.wait(timeout=120)
         except subprocess.TimeoutExpired:

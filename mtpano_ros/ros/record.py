@@ -188,10 +188,14 @@ def main(argv: list[str] | None = None) -> int:
                   "latency_ms": {t: (ns - stamp_ns) / 1e6 for t, ns in received.items()}}
         frames.append(record)
         work.put((record, entry["messages"]))
+        worst_ms = max(record["latency_ms"].values())
+        log.info(f"{record['dir']}: {'complete' if record['complete'] else 'INCOMPLETE'} "
+                 f"({len(received)}/{len(topics)} topics, stamp {stamp_ns}, last after {worst_ms:.0f} ms)")
 
     def make_callback(topic: str):
-        def callback(msg) -> None:
-            now_ns = time.time_ns()
+        def callback(msg, info) -> None:
+            # The middleware's reception time, so that a busy executor does not inflate the latency.
+            now_ns = int(info.get("received_timestamp") or 0) or time.time_ns()
             stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             with lock:
                 if done.is_set():
@@ -223,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
     writer_thread = threading.Thread(target=writer, daemon=True)
     writer_thread.start()
+    subscriptions = []
     for topic in topics:
         msg_type = PointCloud2 if topic == "points" else Image
         resolved = node.resolve_topic_name(topic)
@@ -231,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             policy = ReliabilityPolicy.RELIABLE if args.reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
             qos = QoSProfile(depth=5, reliability=policy)
-        node.create_subscription(msg_type, resolved, make_callback(topic), qos)
+        subscriptions.append(node.create_subscription(msg_type, resolved, make_callback(topic), qos))
     log.info(f"recording {', '.join(topics)} into {args.out}"
              + (f" until {args.frames} frame(s)" if args.frames else "")
              + (f" or {args.timeout_s:g} s" if args.timeout_s else ""))
@@ -239,8 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     start = time.monotonic()
+    connected = False
     try:
         while rclpy.ok() and not done.is_set():
+            if not connected and all(sub.get_publisher_count() > 0 for sub in subscriptions):
+                connected = True  # every output has a matched publisher: nothing the node publishes now is missed
+                log.info("connected: every recorded topic has a publisher")
             if args.timeout_s and time.monotonic() - start > args.timeout_s:
                 log.warning(f"timeout after {args.timeout_s:g} s")
                 break

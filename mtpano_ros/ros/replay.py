@@ -177,6 +177,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--bag-topic", default=None, help="play only this topic of an MCAP bag")
     parser.add_argument("--wait-subscribers", type=int, default=0,
                         help="before the first frame, wait until this many subscribers are matched")
+    parser.add_argument("--step-stdin", action="store_true",
+                        help="publish the next frame each time a line arrives on standard input (stop at its end)")
     parser.add_argument("--wait-output", default=None, metavar="TOPIC",
                         help="lock step: after each frame, wait for TOPIC (e.g. semantic) to carry its stamp")
     parser.add_argument("--wait-output-subscribers", type=int, default=1, metavar="N",
@@ -269,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             msg = frame_to_message(frame, args.transport, args.encoding)
             if frame_id:
                 msg.header.frame_id = frame_id
+            if args.step_stdin and not sys.stdin.readline():
+                break
             if next_t is not None and next_t > time.monotonic():
                 time.sleep(max(0.0, next_t - time.monotonic()))
             stamp = node.get_clock().now()
