@@ -17,6 +17,20 @@ from training.synthetic.raycast import cast_erp, cast_rays, room_face
 from training.synthetic.scenes import SKY, Scene
 
 
+def _rot(v: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """v (n,3) @ m (3,3) written as three broadcasts (numpy's matmul is slow for K=3 on many rows)."""
+    m = m.astype(v.dtype)
+    return v[:, 0:1] * m[0] + v[:, 1:2] * m[1] + v[:, 2:3] * m[2]
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot product of (n,3) arrays."""
+    return a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1] + a[:, 2] * b[:, 2]
+
+
+_GAMMA_LUT = (np.linspace(0, 1, 4096, dtype=np.float64) ** (1 / 2.2)).astype(np.float32)
+
+
 def _hash(a: np.ndarray, b: np.ndarray, seed: int) -> np.ndarray:
     """Deterministic pseudo-random values in [0, 1) for integer lattice coordinates (any shape)."""
     x = a.astype(np.float64) * 127.1 + b.astype(np.float64) * 311.7 + (seed % 9973) * 74.7
@@ -137,8 +151,8 @@ def _light(scene: Scene, P: np.ndarray, N: np.ndarray, rep: np.ndarray | None = 
                                                    for _ in range(2)]
         for pos in samples:
             d = pos - P
-            dist = np.sqrt((d * d).sum(-1))
-            lam = np.clip((N * d).sum(-1) / dist, 0, None)
+            dist = np.sqrt(_dot(d, d))
+            lam = np.clip(_dot(N, d) / dist, 0, None)
             dr = (pos[:, None] - Po)
             dist_r = np.sqrt((dr * dr).sum(0))
             vis = visibility(dr / dist_r, dist_r - 0.01)
@@ -169,12 +183,15 @@ def _finish(scene: Scene, t: np.ndarray, idx: np.ndarray, Nw: np.ndarray, Dw: np
     hit = np.nonzero(idx >= 0)[0]
     P = origin + t[hit, None] * Dw[hit]
     Nh = Nw[hit]
-    flip = (Nh * Dw[hit]).sum(-1) > 0
+    flip = _dot(Nh, Dw[hit]) > 0
     Nh[flip] *= -1
     label = np.full(n, SKY, np.uint8)
     depth = np.zeros(n, np.float32)
     normals = np.zeros((n, 3), np.float32)
-    lin = _sky(scene, Dw)
+    lin = np.zeros((n, 3), np.float32)
+    miss = np.nonzero(idx < 0)[0]
+    if len(miss):
+        lin[miss] = _sky(scene, Dw[miss])
     lab, alb, emis = _surface(scene, idx[hit], P, Nh)
     rep = None
     if rep_of_pixel is not None:
@@ -191,7 +208,7 @@ def _finish(scene: Scene, t: np.ndarray, idx: np.ndarray, Nw: np.ndarray, Dw: np
     depth[hit] = t[hit]
     normals[hit] = Nh
     noise = np.random.default_rng([scene.seed, 9]).standard_normal((n, 3), dtype=np.float32) * np.float32(0.008)
-    rgb = np.clip(np.clip(lin, 0, 1) ** (1 / 2.2) + noise, 0, 1)
+    rgb = np.clip(_GAMMA_LUT[(np.clip(lin, 0, 1) * 4095 + 0.5).astype(np.int32)] + noise, 0, 1)
     return (rgb * 255 + 0.5).astype(np.uint8), depth, normals, label
 
 
@@ -215,10 +232,10 @@ def render_erp(scene: Scene, height: int, width: int) -> dict[str, np.ndarray]:
         raise ValueError(f"height and width must be positive, got {height}x{width}")
     rays, rep_of_pixel = _erp_grids(int(height), int(width))
     t, idx, Nw = cast_erp(scene.prims, scene.cam_pos, scene.rot_wc, rays)
-    Dw = rays.reshape(-1, 3) @ scene.rot_wc.T
+    Dw = _rot(rays.reshape(-1, 3), scene.rot_wc.T)
     rgb, depth, nw, label = _finish(scene, t.reshape(-1), idx.reshape(-1), Nw.reshape(3, -1).T, Dw, scene.cam_pos,
                                     rep_of_pixel)
-    normals = nw @ scene.rot_wc  # world -> panorama frame
+    normals = _rot(nw, scene.rot_wc)  # world -> panorama frame
     return {"rgb": rgb.reshape(height, width, 3), "depth": depth.reshape(height, width),
             "normals": normals.reshape(height, width, 3).astype(np.float32), "semantic": label.reshape(height, width)}
 
