@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -301,3 +302,28 @@ def test_postprocess_masks_sky_and_nonpositive_depth():
     assert np.allclose(res["normals"][0, 1:], [0, 0, 1])
     ids = postprocess({"semantic": torch.full((1, 4, 8), 2), "depth": depth, "normals": normals})
     assert np.isnan(ids["depth"]).all()
+
+
+def test_tiny_state_dict_layout_is_frozen():
+    """The bundled default weights are trained on this exact layout: names and shapes must not change."""
+    import hashlib
+
+    with torch.device("meta"):
+        sd = create_model("mtpano-tiny").state_dict()
+    txt = "\n".join(f"{k}:{'x'.join(map(str, v.shape))}" for k, v in sd.items())
+    assert len(sd) == 703
+    assert hashlib.sha256(txt.encode()).hexdigest() == (
+        "2c06c027c0389253087bc275e10bc8041c80103a930cba55eb0faede14125c27")
+
+
+def test_vitl_matches_manifest():
+    manifest = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "mtpano_official" / \
+        "state_dict_manifest.tsv"
+    if not manifest.is_file():
+        pytest.skip(f"manifest not found at {manifest}")
+    rows = [line.split("\t")[:2] for line in manifest.read_text().splitlines()[1:]]
+    with torch.device("meta"):
+        m = create_model("mtpano-vitl")
+    ours = [(k, "x".join(map(str, v.shape)) if v.dim() else "scalar") for k, v in m.state_dict().items()]
+    assert [tuple(r) for r in rows] == ours  # same names (no mapping needed at 4.5x naming), shapes and order
+    assert sum(p.numel() for p in m.parameters()) == 589_514_490
