@@ -267,7 +267,7 @@ def train(cfg: dict) -> Path:
                 dist.destroy_process_group()
             return out_dir / "latest"
         batch = next(it)
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         in_warmup = step < warm
         trainable = warm_params if in_warmup else None
         if trainable is not None:
@@ -308,7 +308,7 @@ def train(cfg: dict) -> Path:
                             dep=f"{logs['loss/depth']:.3f}", nrm=f"{logs['loss/normals']:.3f}")
             print(f"step {step} " + " ".join(f"{k.split('/')[-1]}={v:.4f}" for k, v in logs.items()), flush=True)
         if writer is not None and int(tc["image_every"]) > 0 and step % int(tc["image_every"]) == 0:
-            writer.add_image("train/grid", image_grid({k: v.cpu() for k, v in batch.items()},
+            writer.add_image("train/grid", image_grid({k: v.cpu() for k, v in batch.items() if torch.is_tensor(v)},
                                                       {k: v.cpu() for k, v in outputs.items() if k != "aux"}), step)
         if step % int(tc["ckpt_every"]) == 0 or step == steps:
             checkpoint(step)
