@@ -31,7 +31,7 @@ LOG = logging.getLogger("mtpano_ros.runtime.export")
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("semantic", "depth", "normals")
 LOGIT_OUTPUT_NAMES = ("semantic_logits", "depth", "normals")
-DEFAULT_OPSET = 17
+DEFAULT_OPSET = 18  # the dynamo exporter's native opset; TensorRT 10.0+ parses opsets 9..20
 SUPPORTED_OPSETS = (17, 18)
 DEFAULT_TRT_TARGET = "10.3"
 OPS_FILE = Path(__file__).resolve().parent / "data" / "tensorrt10_onnx_ops.tsv"
@@ -299,16 +299,45 @@ def check_tensorrt_ops(model_proto, target: str = DEFAULT_TRT_TARGET, table: dic
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _fast_cleanup(model) -> None:
+    """Constant folding and clean-up of a fresh dynamo export (an ``onnx_ir.Model``, in place).
+
+    onnxscript's full optimizer spends minutes in pattern rewrites on a ViT graph; constant folding alone already
+    removes the sequence ops (SplitToSequence/SequenceAt) TensorRT lacks, and ONNX Runtime / TensorRT apply their
+    own fusions at load time.
+    """
+    import onnx_ir.passes.common as passes
+    from onnxscript import optimizer
+
+    passes.InlinePass()(model)
+    optimizer.fold_constants_ir(model, onnx_shape_inference=False)
+    passes.RemoveUnusedNodesPass()(model)
+    passes.RemoveUnusedFunctionsPass()(model)
+    passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
+    passes.DeduplicateInitializersPass()(model)
+    passes.RemoveUnusedOpsetsPass()(model)
+
+
 def _torch_export(wrapper, dummy, opset: int, dynamo: bool, output_names) -> object:
-    """Run torch.onnx.export and return the ModelProto (dynamic batch, static H x W)."""
+    """Run torch.onnx.export and return the ModelProto (dynamic batch, static H x W).
+
+    With ``dynamo=True`` at opset 18 (the exporter's native opset) the graph is cleaned by ``_fast_cleanup``; at
+    opset 17 the exporter's own optimizer runs first (slow) because ONNX's version converter has no Pad-18 -> 17
+    adapter for the unoptimised graph.
+    """
     import onnx
     import torch
 
     if dynamo:
+        with torch.no_grad():  # one eager call first: fills module-level caches with real (not traced) tensors
+            wrapper(dummy)
+        fast = opset == 18
         program = torch.onnx.export(
             wrapper, (dummy,), None, dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
             output_names=list(output_names), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},),
-            optimize=True, verbose=False)
+            optimize=not fast, verbose=False)
+        if fast:
+            _fast_cleanup(program.model)
         return program.model_proto
     buf = io.BytesIO()
     torch.onnx.export(
@@ -469,6 +498,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     hw = (args.height, args.width) if args.height is not None else None
     try:
+        if args.engine:  # fail before a long export when the engine cannot be built here
+            from mtpano_ros.runtime.tensorrt_backend import _require_cuda, import_tensorrt
+
+            import_tensorrt()
+            _require_cuda("cuda")
         path = export_onnx(args.model, args.output, input_hw=hw, opset=args.opset, dynamo=args.dynamo,
                            semantic=args.semantic, trt_target=args.trt_target)
         import onnx
