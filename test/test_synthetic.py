@@ -88,3 +88,16 @@ def test_perspective_matches_erp():
     assert np.median(cos[same]) > 0.999
     # z-depth is radial depth projected on the optical axis (never larger)
     assert (v["zdepth"] <= v["depth"] + 1e-5).all()
+
+
+@pytest.mark.parametrize("seed,kind", [(21, "indoor"), (22, "outdoor")])
+def test_erp_culling_matches_brute_force(seed, kind):
+    from training.synthetic.raycast import cast_erp, cast_rays
+
+    scene = make_scene(seed, kind)
+    rays = erp_ray_grid_np(H, W).astype(np.float32)
+    t, idx, _ = cast_erp(scene.prims, scene.cam_pos, scene.rot_wc, rays)
+    d = np.ascontiguousarray((rays.reshape(-1, 3) @ scene.rot_wc.T).T.astype(np.float32))
+    t2, idx2, _ = cast_rays(scene.prims, scene.cam_pos, d)
+    assert np.array_equal(idx.reshape(-1), idx2)
+    np.testing.assert_allclose(t.reshape(-1), t2, rtol=1e-5)
