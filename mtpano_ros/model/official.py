@@ -66,7 +66,10 @@ def import_official(src: str | Path, out_dir: str | Path, fp16: bool = False) ->
     src = Path(src)
     if not src.is_file():
         raise FileNotFoundError(f"{src} does not exist (expected e.g. mtpano_model_408k.pth.tar)")
-    obj = torch.load(str(src), map_location="cpu", weights_only=True)
+    try:  # memory-map the 2.4 GB file where the format allows it
+        obj = torch.load(str(src), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:
+        obj = torch.load(str(src), map_location="cpu", weights_only=True)
     sd = convert_official_state_dict(obj)
     model = _build(model_config("mtpano-vitl"))
     _load_state(model, sd, str(src))
