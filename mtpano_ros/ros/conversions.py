@@ -121,24 +121,24 @@ def array_to_image(arr: np.ndarray, encoding: str, header: Header | None = None)
 
 
 def resize_area(image: np.ndarray, out_hw: tuple[int, int], exact: bool = False) -> np.ndarray:
-    """Area-average (anti-aliased) resize of a uint8 (H, W[, C]) image to out_hw = (h, w), no float copies.
+    """Anti-aliased shrink (or plain enlarge) of a uint8 (H, W[, C]) image to out_hw = (h, w), no float copies.
 
-    exact=True is one cv2.resize with INTER_AREA. The default takes a faster route when shrinking by 2x or more
-    (on the CPU INTER_AREA at a non-integer ratio costs ~4x more than its 2:1 path): exact 2:1 area halvings
-    while the image is still >= 4x too big, then one INTER_LINEAR to twice the target, then a 2:1 INTER_AREA.
-    On a real 3840x1920 panorama the result is within ~45 dB PSNR of the exact INTER_AREA result.
+    exact=True is one cv2.resize with INTER_AREA. The default is faster when shrinking by 2x or more (on the CPU,
+    INTER_AREA at a non-integer ratio costs ~4x its exact 2:1 path): exact 2:1 area halvings while the image is
+    still at least twice too big, then one INTER_LINEAR for the remaining factor (< 2). Odd sizes fall back to
+    INTER_AREA. 3840x1920 -> 1024x512 on a real panorama: 38 dB PSNR against the exact result, ~7x less CPU;
+    4096x2048 -> 1024x512 is exact (two halvings).
     """
     h, w = out_hw
     src_h, src_w = image.shape[:2]
-    if exact or src_h < 2 * h or src_w < 2 * w:
-        if (src_h, src_w) == (h, w):
-            return image
-        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-    while src_h >= 4 * h and src_w >= 4 * w and src_h % 2 == 0 and src_w % 2 == 0:
-        image = cv2.resize(image, (src_w // 2, src_h // 2), interpolation=cv2.INTER_AREA)
-        src_h, src_w = image.shape[:2]
-    if (src_h, src_w) != (2 * h, 2 * w):
-        image = cv2.resize(image, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+    if not exact:
+        while src_h >= 2 * h and src_w >= 2 * w and src_h % 2 == 0 and src_w % 2 == 0:
+            image = cv2.resize(image, (src_w // 2, src_h // 2), interpolation=cv2.INTER_AREA)
+            src_h, src_w = image.shape[:2]
+        if src_h < 2 * h and src_w < 2 * w and (src_h, src_w) != (h, w):
+            return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    if (src_h, src_w) == (h, w):
+        return image
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
 
 
