@@ -337,3 +337,33 @@ def test_ply_ascii_roundtrip_and_depth_png(tmp_path):
     summary = latency_summary({"a": [1.0, 2.0, 3.0, 100.0], "b": []})
     assert set(summary) == {"a"} and summary["a"]["max_ms"] == 100.0 and summary["a"]["count"] == 4
     assert 2.0 <= summary["a"]["p50_ms"] <= 3.0
+
+
+def test_demo_end_to_end(tmp_path):
+    """python -m mtpano_ros.ros.demo: node + recorder + replay, every panorama (any size, jpg and png) recorded."""
+    model = pytest.importorskip("mtpano_ros.model")
+    if "mtpano-tiny" not in getattr(model, "list_models", list)():
+        pytest.skip("the model registry has no mtpano-tiny")
+    panos = tmp_path / "panos"
+    panos.mkdir()
+    cv2.imwrite(str(panos / "a.jpg"), _panorama(1, hw=(64, 128)))
+    cv2.imwrite(str(panos / "b.png"), _panorama(2, hw=(50, 90)))  # odd size and aspect
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "mtpano_ros.ros.demo", "--panos", str(panos), "--out", str(out),
+                           "--model", "mtpano-tiny", "--backend", "torch", "--domain-id", str(_domain_id()),
+                           "--ready-timeout-s", "300", "--frame-timeout-s", "120"],
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "2/2 panorama(s) complete" in done.stdout and "p95 ms" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["panorama"] for r in summary["panoramas"]] == ["a.jpg", "b.png"]
+    assert [r["input"] for r in summary["panoramas"]] == ["128x64", "90x50"]
+    for name in ("a", "b"):
+        d = out / name
+        with np.load(d / "outputs.npz") as npz:
+            semantic, depth, normals = npz["semantic"], npz["depth"], npz["normals"]
+        assert semantic.shape == depth.shape == normals.shape[:2] and normals.shape[2] == 3
+        np.testing.assert_array_equal(cv2.imread(str(d / "semantic.png"), cv2.IMREAD_UNCHANGED), semantic)
+        assert len(read_ply(d / "points.ply")) == int(np.isfinite(depth).sum())
+        assert cv2.imread(str(d / "semantic_color.png")).shape == (*semantic.shape, 3)
+    assert summary["latency"]["frame"]["count"] == 2
