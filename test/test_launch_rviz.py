@@ -43,6 +43,14 @@ def test_launch_file_is_python_with_generate_launch_description():
     assert "perception_node" in source and "mtpano.rviz" in source and "perception.yaml" in source
 
 
+def test_replay_launch_file_is_python_with_generate_launch_description():
+    path = ROOT / "launch" / "replay.launch.py"
+    tree = ast.parse(path.read_text(), filename=str(path))
+    compile(tree, str(path), "exec")
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+    assert "perception.launch.py" in path.read_text() and "mtpano-replay" in path.read_text()
+
+
 def test_rviz_config_parses_and_names_only_node_topics():
     config = yaml.safe_load(RVIZ_FILE.read_text())
     manager = config["Visualization Manager"]
