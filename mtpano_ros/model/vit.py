@@ -23,34 +23,47 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
 @functools.lru_cache(maxsize=16)
-def rope_tables(grid_h: int, grid_w: int, head_dim: int, theta: float, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """RoPE (cos, sin) tables, each (grid_h * grid_w, head_dim) float32 on CPU, row-major token order.
-
-    Cached per grid; callers move them to their device. ``mode`` is "dinov3" or "spherical" (module docstring).
-    """
-    inv_freq = 1.0 / theta ** torch.arange(0, 1, 4 / head_dim, dtype=torch.float32)  # (head_dim/4,)
-    ch = torch.arange(0.5, grid_h, dtype=torch.float32) / grid_h
-    cw = torch.arange(0.5, grid_w, dtype=torch.float32) / grid_w
-    coords = torch.stack(torch.meshgrid(ch, cw, indexing="ij"), dim=-1).flatten(0, 1)
-    coords = 2.0 * coords - 1.0  # (N, 2) in [-1, 1], (y, x)
-    angles = 2 * math.pi * coords[:, :, None] * inv_freq[None, None, :]  # (N, 2, head_dim/4)
-    if mode == "spherical":  # float64: angles up to 16 pi, so that rolled grids agree to float32 rounding
-        angles = angles.double()
-        n = inv_freq.numel()
-        k = torch.round(torch.exp(torch.linspace(0.0, math.log(16.0), n, dtype=torch.float64)))
-        cw64 = (torch.arange(grid_w, dtype=torch.float64) + 0.5) / grid_w
-        lon = math.pi * (1.0 - 2.0 * cw64)  # longitude of the token centre, radians
-        angles[:, 1, :] = lon.repeat(grid_h)[:, None] * k[None, :]
-    elif mode != "dinov3":
+def _rope_tables_np(grid_h: int, grid_w: int, head_dim: int, theta: float, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    # numpy (not torch) so that exporters see constants, never the computation
+    nf = head_dim // 4
+    inv_freq = (1.0 / theta ** (np.arange(nf, dtype=np.float32) * np.float32(4 / head_dim))).astype(np.float32)
+    ch = (np.arange(grid_h, dtype=np.float32) + np.float32(0.5)) / np.float32(grid_h)
+    cw = (np.arange(grid_w, dtype=np.float32) + np.float32(0.5)) / np.float32(grid_w)
+    cy = np.repeat(2 * ch - 1, grid_w).astype(np.float32)  # (N,) row-major token order, in [-1, 1]
+    cx = np.tile(2 * cw - 1, grid_h).astype(np.float32)
+    two_pi = np.float32(2 * math.pi)
+    ay = two_pi * cy[:, None] * inv_freq[None, :]
+    if mode == "dinov3":
+        ax = two_pi * cx[:, None] * inv_freq[None, :]
+    elif mode == "spherical":  # float64: angles reach 16 pi; rolled grids then agree to float32 rounding
+        k = np.round(np.exp(np.linspace(0.0, math.log(16.0), nf)))
+        lon = np.tile(math.pi * (1.0 - 2.0 * (np.arange(grid_w) + 0.5) / grid_w), grid_h)
+        ax = lon[:, None] * k[None, :]
+        ay = ay.astype(np.float64)
+    else:
         raise ValueError(f"unknown rope mode {mode!r}; expected 'dinov3' or 'spherical'")
-    angles = angles.flatten(1, 2).tile(2)  # (N, head_dim)
-    return torch.cos(angles).float(), torch.sin(angles).float()
+    angles = np.concatenate([ay, ax, ay, ax], axis=1)  # (N, head_dim): [y, x] tiled twice
+    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    cos.setflags(write=False)
+    sin.setflags(write=False)
+    return cos, sin
+
+
+def rope_tables(grid_h: int, grid_w: int, head_dim: int, theta: float, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE (cos, sin) tables, each (grid_h * grid_w, head_dim) float32 CPU tensors, row-major token order.
+
+    Computed once per grid in numpy (cached), so that traced/exported graphs hold them as constants.
+    ``mode`` is "dinov3" or "spherical" (module docstring).
+    """
+    cos, sin = _rope_tables_np(int(grid_h), int(grid_w), int(head_dim), float(theta), mode)
+    return torch.from_numpy(cos.copy()), torch.from_numpy(sin.copy())
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
