@@ -15,7 +15,9 @@ Config (YAML):
     train: {steps, batch_size, lr, weight_decay, poly_power, warmup_steps (stage that trains only the aggregators
             and auxiliary heads), num_workers, amp, device (auto|cpu|cuda), seed, log_every, image_every,
             ckpt_every, threads, fp16_weights, grad_clip, stop_at (checkpoint and exit at this step, as if
-            the run were killed; rerun without it to resume)}
+            the run were killed; rerun without it to resume), merged_depth_steps (pseudo-label stores: supervise
+            depth with the fused "merged_depth" before this step and with the sample's one-view patch after it,
+            MTPano's schedule uses 1000)}
 Resume: rerunning the same command continues from out_dir/checkpoint.pt (step, optimizer, scheduler, RNG and the
 data stream); `train.resume=false` starts over.
 """
@@ -56,7 +58,7 @@ DEFAULT_CONFIG = {
         "steps": 1000, "batch_size": 4, "lr": 2e-4, "weight_decay": 0.0, "poly_power": 0.9, "warmup_steps": 0,
         "warmup_lr": 1e-3, "num_workers": 0, "amp": True, "device": "auto", "seed": 0, "log_every": 10,
         "image_every": 200, "ckpt_every": 100, "threads": 0, "resume": True, "fp16_weights": True,
-        "grad_clip": 1.0, "stop_at": None,
+        "grad_clip": 1.0, "stop_at": None, "merged_depth_steps": 0,
     },
 }
 
@@ -268,6 +270,8 @@ def train(cfg: dict) -> Path:
             return out_dir / "latest"
         batch = next(it)
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        if step < int(tc.get("merged_depth_steps") or 0) and "merged_depth" in batch:
+            batch["depth"], batch["depth_mask"] = batch["merged_depth"], batch["merged_depth_mask"]
         in_warmup = step < warm
         trainable = warm_params if in_warmup else None
         if trainable is not None:
