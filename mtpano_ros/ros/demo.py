@@ -110,7 +110,12 @@ class Child:
         return True
 
     def stop(self, timeout_s: float = 15.0) -> int | None:
-        """SIGINT (a clean ROS shutdown), then SIGTERM, then SIGKILL; returns the exit code."""
+        """Close its stdin, then SIGINT (a clean ROS shutdown), SIGTERM, SIGKILL; returns the exit code."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()  # a replay waiting for its next step sees the end of input and stops
+            except OSError:
+                pass
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
             if self.proc.poll() is not None:
                 break
@@ -209,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         manifest_path = logs / "replay.json"
         replay = Child("replay", [py, "-m", "mtpano_ros.ros.replay", str(args.panos), "--transport", args.transport,
-                                  "--step-stdin", "--wait-subscribers", "1", "--manifest", str(manifest_path)],
+                                  "--step-stdin", "--rate-hz", "100", "--wait-subscribers", "1",
+                                  "--manifest", str(manifest_path)],
                        env, logs / "replay.log", stdin=True)
         children.append(replay)
         # One frame at a time: the next panorama goes out once the recorder holds every output of the last one,

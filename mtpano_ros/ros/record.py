@@ -155,7 +155,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Console script `mtpano-record`. Returns 0 when --frames frames were recorded (or no limit was set)."""
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image, PointCloud2
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning(f"timeout after {args.timeout_s:g} s")
                 break
             executor.spin_once(timeout_sec=0.1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C / SIGTERM: write what we have
         pass
     finally:
         with lock:

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     """Console script `mtpano-replay`. Returns 0, or 1 when a lock-step frame got no output in time."""
     import rclpy
     from rclpy.duration import Duration
-    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CompressedImage, Image, PointCloud2
@@ -220,7 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     publisher = node.create_publisher(msg_type, topic, QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spin_thread = threading.Thread(target=executor.spin, daemon=True)
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:  # Ctrl-C / SIGTERM: the main loop sees rclpy.ok() turn False
+            pass
+
+    spin_thread = threading.Thread(target=spin, daemon=True)
     spin_thread.start()
     log = node.get_logger()
 
@@ -275,9 +281,16 @@ def main(argv: list[str] | None = None) -> int:
                 break
             if next_t is not None and next_t > time.monotonic():
                 time.sleep(max(0.0, next_t - time.monotonic()))
+            if not rclpy.ok():
+                break
             stamp = node.get_clock().now()
             msg.header.stamp = stamp.to_msg()
-            publisher.publish(msg)
+            try:
+                publisher.publish(msg)
+            except Exception:  # the context went down between the check and the call (Ctrl-C / SIGTERM)
+                if rclpy.ok():
+                    raise
+                break
             next_t = time.monotonic() + period_s if next_t is None else max(next_t + period_s, time.monotonic())
             entry = {"name": frame.name, "stamp_ns": stamp.nanoseconds}
             if args.wait_output:
