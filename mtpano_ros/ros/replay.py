@@ -317,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.wait_output is None and rclpy.ok():
             publisher.wait_for_all_acked(Duration(seconds=2.0))
         executor.shutdown()
+        spin_thread.join(timeout=5.0)  # a thread still inside the middleware at exit aborts the process
         node.destroy_node()
         rclpy.try_shutdown()
     return 1 if missed else 0
