@@ -184,7 +184,8 @@ def resolve_onnx(model, input_hw: tuple[int, int] | None = None, cache_dir: str 
         net, label = model.eval(), getattr(model, "config", {}).get("variant", "module")
     hw = tuple(input_hw or getattr(net, "config", {}).get("input_hw", (512, 1024)))
     opset = opset or ex.DEFAULT_OPSET
-    key = hashlib.sha256(f"{ex.state_dict_sha256(net)}|{hw}|{opset}|argmax".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{ex.state_dict_sha256(net)}|{hw}|{opset}|argmax|v{ex.EXPORT_VERSION}".encode())
+    key = key.hexdigest()[:20]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[-40:]
     path = Path(cache_dir or default_cache_dir()) / "onnx" / f"{safe}_{hw[0]}x{hw[1]}_op{opset}_{key}.onnx"
     if path.exists():

@@ -34,6 +34,8 @@ LOGIT_OUTPUT_NAMES = ("semantic_logits", "depth", "normals")
 DEFAULT_OPSET = 18  # the dynamo exporter's native opset; TensorRT 10.0+ parses opsets 9..20
 SUPPORTED_OPSETS = (17, 18)
 DEFAULT_TRT_TARGET = "10.3"
+# Bump when the exported graph changes for the same weights (invalidates cached exports).
+EXPORT_VERSION = 2
 OPS_FILE = Path(__file__).resolve().parent / "data" / "tensorrt10_onnx_ops.tsv"
 # Saving with external data avoids protobuf's 2 GiB limit for the large variants.
 _EXTERNAL_DATA_BYTES = 1_800_000_000
@@ -182,6 +184,58 @@ def fold_batchnorm(model_proto) -> int:
     for node in drop:
         graph.node.remove(node)
     return folded
+
+
+def argmax_before_slice(model_proto) -> int:
+    """Rewrite ``ArgMax(Slice(x))`` as ``Slice(ArgMax(x))`` when the Slice leaves the ArgMax axis alone.
+
+    Exact (the arg-max over channels commutes with cropping rows/columns) and much cheaper when ``x`` is the
+    (B, 150, H, W + pad) logit map cropped after a wrap-aware upsampling: the crop then copies one int map instead
+    of 150 float maps. Only applies when the Slice output feeds nothing but that ArgMax and its axes are constants.
+    Modifies ``model_proto`` in place; returns the number of rewrites.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model_proto.graph
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
+    producer = {out: node for node in graph.node for out in node.output}
+    done = 0
+    for am in list(graph.node):
+        if am.op_type != "ArgMax":
+            continue
+        sl = producer.get(am.input[0])
+        if sl is None or sl.op_type != "Slice" or len(consumers.get(sl.output[0], [])) != 1:
+            continue
+        if sl.output[0] in graph_outputs or len(sl.input) < 4 or not sl.input[3]:
+            continue
+        axes = _const_array(graph, sl.input[3])
+        attrs = {a.name: helper.get_attribute_value(a) for a in am.attribute}
+        rank = len(graph.input[0].type.tensor_type.shape.dim)  # our graphs keep rank 4 to the end
+        axis, keep = int(attrs.get("axis", 0)) % rank, int(attrs.get("keepdims", 1))
+        if axes is None or attrs.get("select_last_index", 0):
+            continue
+        axes = [int(a) % rank for a in axes.reshape(-1)]
+        if axis in axes:
+            continue
+        new_axes = np.array([a if (keep or a < axis) else a - 1 for a in axes], dtype=np.int64)
+        axes_name = f"{sl.name or sl.output[0]}_after_argmax_axes"
+        graph.initializer.append(numpy_helper.from_array(new_axes, axes_name))
+        ids = f"{am.output[0]}_uncropped"
+        new_am = helper.make_node("ArgMax", [sl.input[0]], [ids], name=(am.name or "argmax") + "_first")
+        new_am.attribute.extend(am.attribute)
+        new_sl_inputs = [ids, sl.input[1], sl.input[2], axes_name] + list(sl.input[4:])
+        new_sl = helper.make_node("Slice", new_sl_inputs, [am.output[0]], name=(sl.name or "slice") + "_ids")
+        i_sl, i_am = list(graph.node).index(sl), list(graph.node).index(am)
+        graph.node.remove(am)
+        graph.node.insert(i_am, new_sl)
+        graph.node.remove(sl)
+        graph.node.insert(i_sl, new_am)
+        done += 1
+    return done
 
 
 def remove_unused_initializers(model_proto) -> int:
@@ -394,18 +448,20 @@ def export_onnx(model, out_path: str | Path, input_hw: tuple[int, int] | None = 
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types; re-raise with advice
             raise ExportError(f"torch.onnx.export(dynamo={dynamo}) failed for {label}: {type(exc).__name__}: "
                               f"{str(exc)[:2000]}\nTry the other exporter (--dynamo / --no-dynamo).") from exc
-    proto = onnx.inliner.inline_local_functions(proto)
+    if len(proto.functions):  # the dynamo path inlines already; the inliner serialises, which fails over 2 GiB
+        proto = onnx.inliner.inline_local_functions(proto)
     n_bn = fold_batchnorm(proto)
+    n_am = argmax_before_slice(proto) if semantic == "argmax" else 0
     n_init = remove_unused_initializers(proto)
-    LOG.info("exported in %.1f s (folded %d BatchNorm, dropped %d unused initializers)",
-             time.perf_counter() - t0, n_bn, n_init)
+    LOG.info("exported in %.1f s (folded %d BatchNorm, moved %d ArgMax before a crop, dropped %d unused "
+             "initializers)", time.perf_counter() - t0, n_bn, n_am, n_init)
     _set_batch_dim(proto)
     meta = {"mtpano_config": json.dumps({**config, "input_hw": [h, w]}, default=str),
             "mtpano_model": label, "mtpano_semantic": semantic, "mtpano_opset": str(opset)}
     del proto.metadata_props[:]
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
-    big = proto.ByteSize() > _EXTERNAL_DATA_BYTES
+    big = sum(len(t.raw_data) + 4 * len(t.float_data) for t in proto.graph.initializer) > _EXTERNAL_DATA_BYTES
     if big:
         data_name = out_path.name + ".data"
         (out_path.parent / data_name).unlink(missing_ok=True)
