@@ -149,7 +149,6 @@ def test_bundled_missing_gives_clear_error(monkeypatch, tmp_path):
     import mtpano_ros.model.checkpoint as ck
 
     monkeypatch.setattr(ck, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="bundled weights 'default' not found"):
         load_model("default")
 

@@ -112,7 +112,7 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
             model = create_model(s)
         return model.to(device).eval()
     path = Path(s)
-    if s in BUNDLED and not path.exists():
+    if s in BUNDLED:
         path = WEIGHTS_DIR / s
         if not (path / "model.safetensors").is_file():
             raise FileNotFoundError(
