@@ -127,16 +127,21 @@ class TorchBackend(Backend):
         super().__init__(label, device, hw, precision)
 
     def forward(self, images):
+        """(B, 3, h, w) float images -> CPU tensors ``semantic`` (B, h, w) int64 ids, ``depth``, ``normals``.
+
+        The arg-max over the 150 logits runs on the model's device, like the ArgMax inside the exported graphs,
+        so only class ids (not (B, 150, h, w) logits) travel back to the host.
+        """
         import torch
 
         x = images.to(self.device, non_blocking=True)
         if self.precision == "fp16":
             with torch.autocast(device_type="cuda", dtype=torch.float16):
                 out = self.model(x)
-            out = {k: v.float() for k, v in out.items() if k in ("semantic_logits", "depth", "normals")}
         else:
             out = self.model(x)
-        return {k: out[k].cpu() for k in ("semantic_logits", "depth", "normals")}
+        return {"semantic": out["semantic_logits"].argmax(dim=1).cpu(), "depth": out["depth"].float().cpu(),
+                "normals": out["normals"].float().cpu()}
 
 
 def _resolve_torch_device(device: str) -> str:
