@@ -144,3 +144,33 @@ def test_export_rejects_bad_opset_and_size(tmp_path):
         ex.export_onnx(_Toy(), tmp_path / "a.onnx", opset=23)
     with pytest.raises(ex.ExportError, match="multiples of 16"):
         ex.export_onnx(_Toy(), tmp_path / "a.onnx", input_hw=(30, 64))
+
+
+def test_argmax_moves_in_front_of_a_spatial_crop_and_gives_the_same_ids():
+    rng = np.random.default_rng(3)
+    starts, ends = numpy_helper.from_array(np.array([2], np.int64), "s"), numpy_helper.from_array(
+        np.array([18], np.int64), "e")
+    axes = numpy_helper.from_array(np.array([3], np.int64), "a")
+    nodes = [helper.make_node("Slice", ["x", "s", "e", "a"], ["c"]),
+             helper.make_node("ArgMax", ["c"], ["i"], axis=1, keepdims=0),
+             helper.make_node("Cast", ["i"], ["y"], to=TensorProto.INT32)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 150, 8, 20])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 8, 16])],
+                              [starts, ends, axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    x = rng.standard_normal((1, 150, 8, 20)).astype(np.float32)
+    before = _run(model, x)[0]
+    assert ex.argmax_before_slice(model) == 1
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in model.graph.node] == ["ArgMax", "Slice", "Cast"]
+    np.testing.assert_array_equal(_run(model, x)[0], before)
+    np.testing.assert_array_equal(before, x[..., 2:18].argmax(1))
+
+
+def test_argmax_stays_after_a_crop_of_the_class_axis():
+    nodes = [helper.make_node("Slice", ["x", "s", "e", "a"], ["c"]),
+             helper.make_node("ArgMax", ["c"], ["y"], axis=1, keepdims=0)]
+    inits = [numpy_helper.from_array(np.array([v], np.int64), n) for v, n in ((0, "s"), (10, "e"), (1, "a"))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 150, 8, 20])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, [1, 8, 20])], inits)
+    assert ex.argmax_before_slice(helper.make_model(graph)) == 0

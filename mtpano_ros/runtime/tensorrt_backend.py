@@ -259,10 +259,10 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, precision: str 
         if not hasattr(trt.BuilderFlag, "FP16"):
             raise BackendError(f"TensorRT {trt.__version__} has no FP16 builder flag (weak typing was removed); "
                                f"build fp32 or export an fp16 graph")
-        if not builder.platform_has_fast_fp16:
+        if not getattr(builder, "platform_has_fast_fp16", True):  # deprecated attribute: absent in newer releases
             LOG.warning("this GPU reports no fast FP16; the fp16 engine may be slower than fp32")
         config.set_flag(trt.BuilderFlag.FP16)
-        if fp32_attention:
+        if fp32_attention and hasattr(trt.BuilderFlag, "PREFER_PRECISION_CONSTRAINTS"):
             n = _keep_fp32_islands(trt, network)
             config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
             LOG.info("keeping %d normalisation/softmax/attention-score layers in FP32", n)
