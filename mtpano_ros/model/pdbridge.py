@@ -294,6 +294,12 @@ def official_points_to_rep103(p: torch.Tensor) -> torch.Tensor:
     return -p[:, (0, 2, 1), :, :]
 
 
+def _cl(x: torch.Tensor) -> torch.Tensor:
+    """Many-channel maps (the 150 semantic logits) go channels-last before the final resize: on CPU the bilinear
+    resize is ~1.5x and a later argmax over classes ~3x faster. Same shape and values; exporters ignore it."""
+    return x.contiguous(memory_format=torch.channels_last) if x.shape[1] >= 32 else x
+
+
 def unit_vectors(v: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """(B, 3, H, W) -> unit vectors along dim 1 (v / max(|v|, eps)); cheaper on CPU than F.normalize on NCHW."""
     return v * torch.rsqrt((v * v).sum(dim=1, keepdim=True).clamp_min(eps * eps))
@@ -385,7 +391,7 @@ class PDBridgeNet(nn.Module):
         for t in MAIN_TASKS:
             task_feats[t], pred = self.aux_heads[t](agg[TASK_BRANCH[t]])
             if with_aux:
-                aux[t] = erp_resize(pred, img_hw, wrap=self.wrap)
+                aux[t] = erp_resize(_cl(pred), img_hw, wrap=self.wrap)
         for t in EXTENDED_TASKS:
             task_feats[t], pred = self.extended_heads[t](agg[TASK_BRANCH[t]])
             if with_aux:
@@ -402,7 +408,7 @@ class PDBridgeNet(nn.Module):
         out = {"aux_preds": aux, "ext_preds": ext} if with_aux else {}
         for t in MAIN_TASKS:
             y = self.heads[t](self.necks[t](per_task[t], cls))
-            out[t] = erp_resize(y, img_hw, wrap=self.wrap)
+            out[t] = erp_resize(_cl(y), img_hw, wrap=self.wrap)
         return out
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
