@@ -44,7 +44,7 @@ def assert_parity(onnx_out, torch_out, normals_axis):
     assert normal_angle_deg(onnx_out["normals"], torch_out["normals"], normals_axis) <= NORMAL_DEG
 
 
-def load_panoramas(n=3):
+def load_panoramas(n=2):
     import cv2
 
     if not PANOS.is_dir():
