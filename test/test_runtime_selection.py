@@ -76,14 +76,22 @@ def test_auto_without_tensorrt_and_ort_cuda_takes_torch_cuda(env):
     assert "onnxruntime cuda provider" in _skipped(b)["onnxruntime/cuda"]
 
 
+def test_onnxruntime_cuda_does_not_need_torch_cuda(env):
+    env.set(cuda=False, trt=False)
+    b = sel.select_backend("auto")
+    assert (b.name, b.device) == ("onnxruntime", "cuda")
+    assert "no CUDA GPU" in _skipped(b)["tensorrt/cuda"]
+
+
 def test_auto_without_cuda_takes_onnxruntime_cpu(env, caplog):
-    env.set(cuda=False)
+    env.set(cuda=False, ort_cuda=False)
     with caplog.at_level(logging.INFO, logger="mtpano_ros.runtime.selection"):
         b = sel.select_backend("auto")
     assert (b.name, b.device) == ("onnxruntime", "cpu")
     skipped = _skipped(b)
     assert set(skipped) == {"tensorrt/cuda", "onnxruntime/cuda", "torch/cuda"}
-    assert all("no CUDA GPU" in r for r in skipped.values())
+    assert "no CUDA GPU" in skipped["tensorrt/cuda"] and "no CUDA GPU" in skipped["torch/cuda"]
+    assert "onnxruntime cuda provider" in skipped["onnxruntime/cuda"]
     assert sum("skipping" in r.message for r in caplog.records) == 3
 
 
@@ -102,7 +110,7 @@ def test_auto_with_device_cpu_skips_gpu_candidates(env):
 
 
 def test_auto_with_device_cuda_and_no_gpu_is_an_error_listing_every_reason(env):
-    env.set(cuda=False)
+    env.set(cuda=False, ort_cuda=False)
     with pytest.raises(BackendError) as err:
         sel.select_backend("auto", device="cuda")
     msg = str(err.value)
@@ -157,7 +165,7 @@ def test_auto_engine_file_only_runs_on_tensorrt(env):
 
 
 def test_auto_onnx_file_skips_torch(env):
-    env.set(cuda=False, ort_cpu=False)
+    env.set(cuda=False, ort_cpu=False, ort_cuda=False)
     with pytest.raises(BackendError, match="torch backend needs a model name"):
         sel.select_backend("auto", model="m.onnx")
 

@@ -276,6 +276,10 @@ class OnnxRuntimeBackend(Backend):
                                f"corrupt, delete it and re-export with mtpano-export") from exc
         self.onnx_path = onnx_path
         self.providers = self.session.get_providers()
+        if device.startswith("cuda") and not {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(
+                self.providers):
+            raise BackendError(f"onnxruntime could not start a GPU provider (session runs {self.providers}); check "
+                               f"the CUDA/cuDNN libraries onnxruntime-gpu needs, or use device='cpu'")
         self.output_names = [o.name for o in self.session.get_outputs()]
         LOG.info("onnxruntime session on %s, providers %s, %d intra-op threads", onnx_path.name, self.providers,
                  so.intra_op_num_threads)

@@ -89,7 +89,7 @@ def why_not(kind: str, device: str, precision: str | None, model="default") -> s
         return f"{model} is an ONNX file; the torch backend needs a model name or checkpoint"
     if precision == "int8" and kind != "tensorrt":
         return "precision int8 needs TensorRT"
-    if device == "cuda" or kind == "tensorrt":
+    if kind == "tensorrt" or (kind == "torch" and device == "cuda"):  # both use torch CUDA tensors
         cuda = probe_cuda()
         if cuda is not None:
             return cuda
