@@ -62,6 +62,9 @@ DEFAULT_CONFIG = {
     },
 }
 
+# buffers computed from the token grid (input size), recomputed rather than loaded when the size changes
+GRID_BUFFERS = {"RayDir", "PE"}
+
 # modules trained in the warm-up stage (MTPano: aggregators and auxiliary heads first)
 WARMUP_PREFIXES = ("aggregator_inv.", "aggregator_var.", "aux_heads.", "extended_heads.")
 
@@ -162,15 +165,32 @@ def image_grid(batch: dict, out: dict, max_depth_m: float = 10.0) -> np.ndarray:
     return np.clip(np.concatenate([top, bot], 0), 0, 1).transpose(2, 0, 1).astype(np.float32)
 
 
+def _init_state(name_or_path: str) -> dict:
+    """Learned weights of a bundled name or checkpoint (a folder or .safetensors is read directly, so weights whose
+    config.json names another input size still load)."""
+    p = Path(name_or_path)
+    wfile = p / "model.safetensors" if p.is_dir() else p
+    if wfile.suffix == ".safetensors" and wfile.is_file():
+        from safetensors.torch import load_file
+
+        return {k: v.float() for k, v in load_file(str(wfile)).items()}
+    return load_model(name_or_path).state_dict()
+
+
 def build_model(cfg: dict) -> torch.nn.Module:
+    """Fresh model from cfg["model"] (name + overrides); with model.init, its learned weights are copied in (any
+    input size: the ray/position buffers that depend on the token grid are recomputed for the new size)."""
     mcfg = cfg["model"]
+    model = create_model(mcfg["name"], **(mcfg.get("overrides") or {}))
     if mcfg.get("init"):
-        model = load_model(mcfg["init"])
-        want = create_model(mcfg["name"], **(mcfg.get("overrides") or {})).config
-        if tuple(model.config["input_hw"]) != tuple(want["input_hw"]):
-            model.config["input_hw"] = list(want["input_hw"])
-        return model
-    return create_model(mcfg["name"], **(mcfg.get("overrides") or {}))
+        src = _init_state(mcfg["init"])
+        own = model.state_dict()
+        state = {k: v for k, v in src.items() if not (k in GRID_BUFFERS and v.shape != own[k].shape)}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if set(missing) - GRID_BUFFERS or unexpected:
+            raise ValueError(f"model.init {mcfg['init']} does not fit {mcfg['name']}: missing {missing}, "
+                             f"unexpected {unexpected}")
+    return model
 
 
 def train(cfg: dict) -> Path:
@@ -213,7 +233,11 @@ def train(cfg: dict) -> Path:
     ckpt = out_dir / "checkpoint.pt"
     if tc.get("resume", True) and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
+        own = model.state_dict()
+        sd = {k: v for k, v in state["model"].items() if not (k in GRID_BUFFERS and v.shape != own[k].shape)}
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        if set(missing) - GRID_BUFFERS or unexpected:
+            raise ValueError(f"{ckpt} does not fit the configured model: missing {missing}, unexpected {unexpected}")
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         if warm_opt is not None and state.get("warmup_optimizer"):
