@@ -80,7 +80,9 @@ def test_overload_newest_frame_policy(perception_node, ros_client):
           f"{forward_ms:.0f} ms, node latency p50/p95/p99 {diag['latency_ms_p50']}/{diag['latency_ms_p95']}/"
           f"{diag['latency_ms_p99']} ms, RSS {[round(r) for _, r in rss]} MiB")
     assert forward_ms > 1e3 / RATE_HZ, "the model is not slower than the input: no overload to test"
-    assert received > 0.5 * sent  # the input really arrived at (about) 30 Hz
+    # the node really was overloaded: frames reached it several times faster than it could process them
+    # (how many of the 30 Hz frames DDS delivers depends on the machine's load; the policy must hold either way)
+    assert received >= 3 * processed and received > 0.1 * sent
     assert dropped > 0.5 * received  # most frames were dropped, and counted
     assert received - processed - dropped in (0, 1)  # nothing queued: at most one pending frame left
     assert processed >= 0.8 * len(lat) and len(lat) >= 5
