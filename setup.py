@@ -13,7 +13,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={PACKAGE: ["weights/*/*.json", "weights/*/*.safetensors", "weights/*/*.md", "data/*"]},
+    package_data={PACKAGE: ["weights/*/*.json", "weights/*/*.safetensors", "weights/*/*.md", "runtime/data/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
