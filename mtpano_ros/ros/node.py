@@ -50,6 +50,7 @@ _CHOICES = {
     "input_transport": ("raw", "compressed"),
     "reliability": ("best_effort", "reliable"),
     "output_size": ("model", "input"),
+    "precision": ("auto", "fp32", "fp16", "int8"),
 }
 _LABEL_LUT = np.zeros((256, 3), dtype=np.uint8)
 _LABEL_LUT[:NUM_CLASSES] = ADE20K_PALETTE
@@ -85,7 +86,8 @@ PARAMETERS = {
     "model": _plain("default", "bundled model name (default, tiny-labelfree), registry name or checkpoint path",
                     read_only=True),
     "device": _plain("auto", "auto, cpu or cuda", read_only=True),
-    "precision": _plain("fp32", "fp32, fp16 or int8 (TensorRT)", read_only=True),
+    "precision": _plain("auto", "auto (fp16 for TensorRT, fp32 elsewhere), fp32, fp16 or int8 (TensorRT)", True,
+                        _CHOICES["precision"]),
     "input_height": _int(0, 0, 8192, "network input height in pixels, a multiple of 16; 0 = the model's own",
                          read_only=True),
     "input_width": _int(0, 0, 16384, "network input width in pixels, a multiple of 16; 0 = the model's own",
@@ -185,7 +187,7 @@ class PerceptionNode(Node):
         if p["threads"]:
             options["threads"] = p["threads"]
         self._backend = select_backend(kind=p["backend"], model=p["model"], device=p["device"],
-                                       precision=p["precision"], **options)
+                                       precision=None if p["precision"] == "auto" else p["precision"], **options)
         self._model_hw = tuple(int(x) for x in self._backend.input_size)
         self.get_logger().info(f"backend {self._backend.name} on {self._backend.device}, model "
                                f"{self._backend.model_name}, input {self._model_hw[1]}x{self._model_hw[0]}; "
