@@ -22,6 +22,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # Best-effort samples above Fast DDS's default 512 KiB shared-memory segment are lost (see the profile's comment)
 FASTDDS_PROFILE = REPO / "config" / "fastdds_large_images.xml"
+# Fast DDS reads its XML profiles once per process, when the first participant is made: set the profile before any
+# test creates an rclpy context, or every later participant in this process keeps the 512 KiB default.
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
 
 
 def unique_ros_domain_id() -> int:
@@ -55,17 +58,9 @@ class RosClient:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
-        saved = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)  # read when the participant is made
-        try:
-            self.context = rclpy.Context()
-            rclpy.init(context=self.context, domain_id=domain_id)
-            self.node = rclpy.create_node(f"mtpano_test_client_{os.getpid()}", context=self.context)
-        finally:
-            if saved is None:
-                os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE")
-            else:
-                os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = saved
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(f"mtpano_test_client_{os.getpid()}", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
