@@ -79,7 +79,6 @@ def postprocess(outputs: dict, out_hw: tuple[int, int] | None = None) -> dict:
         if "semantic" in outputs:
             sem = outputs["semantic"]
             sem = sem if isinstance(sem, torch.Tensor) else torch.as_tensor(np.asarray(sem))
-            sem = sem.long()
         else:
             sem = outputs["semantic_logits"].argmax(dim=1)
         depth = outputs["depth"].float()
@@ -88,15 +87,23 @@ def postprocess(outputs: dict, out_hw: tuple[int, int] | None = None) -> dict:
             sem = _resize_wrap(sem[:, None].float(), out_hw, mode="nearest")[:, 0].long()
             depth = _resize_wrap(depth, out_hw)
             normals = _resize_wrap(normals, out_hw)
-        sky = sem == SKY_ID
-        d = depth[:, 0]
-        d = torch.where(sky | ~(d > 0), torch.full_like(d, float("nan")), d)
-        n2 = (normals * normals).sum(dim=1)
-        n = normals * torch.rsqrt(n2.clamp_min(1e-24))[:, None]
-        n = torch.where((sky | ~(n2 > 1e-12))[:, None], torch.full_like(n, float("nan")), n)
-        sem_u8 = torch.where((sem >= 0) & (sem < 255), sem, torch.full_like(sem, IGNORE_INDEX)).to(torch.uint8)
-        return {"semantic": sem_u8.cpu().numpy(), "depth": d.cpu().numpy().astype(np.float32, copy=False),
-                "normals": n.permute(0, 2, 3, 1).contiguous().cpu().numpy().astype(np.float32, copy=False)}
+        sem, d, nrm = sem.cpu().numpy(), depth[:, 0].cpu().numpy(), normals.cpu().numpy()
+    # The rest in numpy, in place and one plane at a time: this runs per frame on the robot's CPU.
+    sky = sem == SKY_ID
+    out_of_range = (sem < 0) | (sem >= IGNORE_INDEX)
+    sem_u8 = sem.astype(np.uint8)
+    if out_of_range.any():
+        sem_u8[out_of_range] = IGNORE_INDEX
+    d = np.array(d, dtype=np.float32)  # a copy: the caller's tensors are never modified
+    d[sky | ~(d > 0)] = np.nan
+    n2 = np.einsum("bchw,bchw->bhw", nrm, nrm, dtype=np.float32)
+    invalid = sky | ~(n2 > 1e-12)
+    inv_len = 1.0 / np.sqrt(np.maximum(n2, 1e-24, out=n2), out=n2)
+    n = np.empty(nrm.shape[:1] + nrm.shape[2:] + (3,), dtype=np.float32)
+    for c in range(3):
+        np.multiply(nrm[:, c], inv_len, out=n[..., c])
+    n[invalid] = np.nan
+    return {"semantic": sem_u8, "depth": d, "normals": n}
 
 
 def infer(model: nn.Module, images, out_hw: tuple[int, int] | None = None) -> dict:
