@@ -1,6 +1,6 @@
 """Evaluate a model on procedural panoramas (generated on the fly) or on a dataset folder.
 
-    python training/evaluate.py --model default --synthetic --seed 1000000 --count 40 --size 256x512 --json
+    python training/evaluate.py --model default --synthetic --seed 2000000 --count 40 --size 256x512 --json
     python training/evaluate.py --model runs/tiny_synthetic/final --data runs/data/val --json
 
 --model: a registered/bundled name ("default", "tiny-labelfree", "mtpano-tiny" = random weights) or a checkpoint
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--synthetic", action="store_true", help="render procedural panoramas on the fly")
     src.add_argument("--data", type=Path, help="dataset folder written by `python -m training.synthetic`")
-    ap.add_argument("--seed", type=int, default=1000000, help="first scene seed (--synthetic)")
+    ap.add_argument("--seed", type=int, default=2000000, help="first scene seed (--synthetic)")
     ap.add_argument("--count", type=int, default=40)
     ap.add_argument("--size", default=None, help="HEIGHTxWIDTH evaluation size (default 256x512 for --synthetic,"
                     " the stored size for --data)")
