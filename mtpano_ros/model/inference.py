@@ -89,20 +89,22 @@ def postprocess(outputs: dict, out_hw: tuple[int, int] | None = None) -> dict:
             normals = _resize_wrap(normals, out_hw)
         sem, d, nrm = sem.cpu().numpy(), depth[:, 0].cpu().numpy(), normals.cpu().numpy()
     # The rest in numpy, in place and one plane at a time: this runs per frame on the robot's CPU.
-    sky = sem == SKY_ID
-    out_of_range = (sem < 0) | (sem >= IGNORE_INDEX)
+    import cv2
+
     sem_u8 = sem.astype(np.uint8)
-    if out_of_range.any():
-        sem_u8[out_of_range] = IGNORE_INDEX
+    if sem.dtype != np.uint8 and sem.size and (sem.min() < 0 or sem.max() >= IGNORE_INDEX):
+        sem_u8[(sem < 0) | (sem >= IGNORE_INDEX)] = IGNORE_INDEX
+    sky = sem_u8 == SKY_ID
     d = np.array(d, dtype=np.float32)  # a copy: the caller's tensors are never modified
     d[sky | ~(d > 0)] = np.nan
     n2 = np.einsum("bchw,bchw->bhw", nrm, nrm, dtype=np.float32)
     invalid = sky | ~(n2 > 1e-12)
-    inv_len = 1.0 / np.sqrt(np.maximum(n2, 1e-24, out=n2), out=n2)
+    inv_len = np.sqrt(np.maximum(n2, 1e-24, out=n2), out=n2)
+    np.divide(1.0, inv_len, out=inv_len)
+    inv_len[invalid] = np.nan  # NaN on one plane makes all three components NaN below
     n = np.empty(nrm.shape[:1] + nrm.shape[2:] + (3,), dtype=np.float32)
-    for c in range(3):
-        np.multiply(nrm[:, c], inv_len, out=n[..., c])
-    n[invalid] = np.nan
+    for b in range(n.shape[0]):
+        cv2.merge([nrm[b, c] * inv_len[b] for c in range(3)], dst=n[b])
     return {"semantic": sem_u8, "depth": d, "normals": n}
 
 
