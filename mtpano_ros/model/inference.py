@@ -32,10 +32,12 @@ def preprocess(images, input_hw: tuple[int, int]) -> torch.Tensor:
             raise ValueError(f"numpy images must be (H, W, 3) or (B, H, W, 3) RGB, got shape {images.shape}")
         import cv2
 
-        out = np.empty((arr.shape[0], h, w, 3), dtype=np.uint8)
+        x = np.empty((arr.shape[0], 3, h, w), dtype=np.float32)
         for i, im in enumerate(arr):
-            out[i] = im if im.shape[:2] == (h, w) else cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)
-        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+            im = im if im.shape[:2] == (h, w) else cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)
+            for c, plane in enumerate(cv2.split(im)):  # contiguous uint8 planes: HWC -> CHW without a strided pass
+                np.divide(plane, np.float32(255.0), out=x[i, c])
+        return torch.from_numpy(x)
     if isinstance(images, torch.Tensor):
         x = images[None] if images.ndim == 3 else images
         if x.ndim != 4 or x.shape[1] != 3:
