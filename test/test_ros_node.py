@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
+from conftest import wait_for  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2  # noqa: E402
@@ -34,15 +35,6 @@ ENCODING = {"semantic": "mono8", "semantic/color": "rgb8", "depth": "32FC1", "no
             "normals/color": "rgb8"}
 BASE_PARAMS = {"model": "mtpano-tiny", "backend": "torch", "device": "cpu", "input_height": MODEL_HW[0],
                "input_width": MODEL_HW[1], "threads": 1, "warn_period_s": 1.0}
-
-
-def wait_for(predicate, timeout_s: float, period_s: float = 0.05) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(period_s)
-    return bool(predicate())
 
 
 class Harness:
