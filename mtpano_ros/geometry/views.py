@@ -214,6 +214,18 @@ def _erp_grid(yaw_deg, pitch_deg, roll_deg, fov_deg, out_hw, erp_hw, dtype, devi
     return _cached(key, make)
 
 
+def _sampling_source(x: torch.Tensor, name: str, mode: str) -> torch.Tensor:
+    """The tensor grid_sample reads: integer labels (nearest only) lifted to a float type that holds them exactly,
+    half precision lifted to float32 (a half-precision sampling grid would be off by up to a pixel)."""
+    if not x.is_floating_point():
+        if mode != "nearest":
+            raise TypeError(f"{name} of dtype {x.dtype} needs mode='nearest' (labels); convert to float for bilinear")
+        return x.to(torch.float64 if x.dtype in (torch.int32, torch.int64) else torch.float32)
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return x.float()
+    return x
+
+
 def erp_to_perspective(erp: torch.Tensor, yaw_deg, pitch_deg, roll_deg, fov_deg, out_hw: tuple[int, int],
                        mode: str = "bilinear") -> torch.Tensor:
     """Cut V perspective views from each of B panoramas in one call.
@@ -228,13 +240,7 @@ def erp_to_perspective(erp: torch.Tensor, yaw_deg, pitch_deg, roll_deg, fov_deg,
         raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
     B, C, H, W = erp.shape
     h, w = _check_hw(out_hw, "out_hw")
-    src = erp
-    if not erp.is_floating_point():
-        if mode != "nearest":
-            raise TypeError(f"erp of dtype {erp.dtype} needs mode='nearest' (labels); convert to float for bilinear")
-        src = erp.to(torch.float64 if erp.dtype in (torch.int32, torch.int64) else torch.float32)
-    elif erp.dtype in (torch.float16, torch.bfloat16):
-        src = erp.float()  # a half-precision sampling grid would be off by up to a pixel
+    src = _sampling_source(erp, "erp", mode)
     grid = _erp_grid(yaw_deg, pitch_deg, roll_deg, fov_deg, (h, w), (H, W), src.dtype, src.device)
     out = F.grid_sample(_pad_erp(src), grid.expand(B, -1, -1, -1), mode=mode, padding_mode="border",
                         align_corners=False)
@@ -296,13 +302,7 @@ def perspective_to_erp(views: torch.Tensor, yaw_deg, pitch_deg, roll_deg, fov_de
         raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
     B, V, C, h, w = views.shape
     H, W = _check_hw(erp_hw, "erp_hw")
-    src = views
-    if not views.is_floating_point():
-        if mode != "nearest":
-            raise TypeError(f"views of dtype {views.dtype} need mode='nearest' (labels); convert to float")
-        src = views.to(torch.float64 if views.dtype in (torch.int32, torch.int64) else torch.float32)
-    elif views.dtype in (torch.float16, torch.bfloat16):
-        src = views.float()  # a half-precision sampling grid would be off by up to a pixel
+    src = _sampling_source(views, "views", mode)
     grid, valid, _ = _patch_grid(yaw_deg, pitch_deg, roll_deg, fov_deg, (h, w), (H, W), src.dtype, src.device)
     if grid.shape[0] != V:
         raise ValueError(f"views has V={V} views but {grid.shape[0]} view parameter sets were given")
