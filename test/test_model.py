@@ -182,6 +182,41 @@ def test_erp_resize_wraps():
     assert torch.allclose(y[0, 0, 0, -1], torch.tensor(0.75 * 7 + 0.25 * 0))
 
 
+@pytest.mark.parametrize("hw_in,hw_out,channels_last", [((8, 16), (128, 256), True), ((32, 64), (128, 256), False),
+                                                         ((5, 7), (20, 14), False), ((4, 8), (64, 128), True)])
+def test_erp_resize_training_path_equals_export_path(hw_in, hw_out, channels_last):
+    """With autograd on, erp_resize runs as two interpolation matmuls (cheap backward); values and gradients must
+    equal the slice/interpolate/crop form that inference and export use."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 40, *hw_in, dtype=torch.float64, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = erp_resize(x, hw_out, wrap=True)
+    xa = x.clone().requires_grad_(True)
+    y = erp_resize(xa, hw_out, wrap=True)
+    assert torch.allclose(y, ref, atol=1e-12)
+    gy = torch.randn(y.shape, dtype=torch.float64, generator=g)
+    y.backward(gy)
+    xb = x.clone().requires_grad_(True)
+    s = hw_out[1] // hw_in[1]
+    z = torch.nn.functional.interpolate(torch.cat([xb[..., -1:], xb, xb[..., :1]], -1),
+                                        size=(hw_out[0], hw_out[1] + 2 * s), mode="bilinear")[..., s:s + hw_out[1]]
+    z.backward(gy)
+    assert torch.allclose(xa.grad, xb.grad, atol=1e-10)
+
+
+@pytest.mark.parametrize("width,pad", [(10, 4), (3, 2), (8, 1)])
+def test_wrap_pad_training_backward(width, pad):
+    from mtpano_ros.model.layers import wrap_pad
+
+    x = torch.randn(2, 3, 6, width, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: wrap_pad(t, 1, pad), (x,))
+    with torch.no_grad():
+        assert torch.equal(wrap_pad(x, 1, pad), wrap_pad(x.detach(), 1, pad))
+        assert torch.equal(wrap_pad(x, 1, pad)[..., 1:-1, :pad], x[..., -pad:])
+
+
 def test_tiny_output_at_column_zero_depends_on_last_column():
     m = _randomize(create_model("mtpano-tiny"), seed=2).eval()
     x = torch.rand(1, 3, *SMALL_HW, requires_grad=True)

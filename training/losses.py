@@ -33,38 +33,66 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum() / m.sum().clamp_min(1.0)
 
 
-def _flat_logits(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B,C,H,W) logits and (B,H,W) target -> log-probabilities (N,C) and labels (N,) of the non-ignored pixels.
-    Channels-last first: a softmax over a contiguous last axis is far faster on CPU than over NCHW's axis 1."""
-    c = logits.shape[1]
-    x = logits.float().permute(0, 2, 3, 1).reshape(-1, c)
-    t = target.reshape(-1)
-    keep = t != IGNORE_INDEX
-    return torch.log_softmax(x[keep], -1), t[keep]
+class _CrossEntropyDice(torch.autograd.Function):
+    """Mean cross-entropy and soft Dice (over the classes present) of logits against labels, with a hand-written
+    backward: autograd of log_softmax + gather + index_select allocates and zero-fills several full-size
+    (B,H,W,150) tensors, most of a CPU training step. Returns a (2,) tensor (ce, dice).
+
+    Gradient: d ce / d x = valid (p - onehot) / n; the Dice gradient g_p on the present classes' probabilities goes
+    through the softmax Jacobian, d / d x = p (g_p - sum_k g_p,k p_k)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, t: torch.Tensor, valid: torch.Tensor, present: torch.Tensor, eps: float):
+        # x (B,H,W,C) float32 logits, t (B,H,W) int64 (a valid class where invalid), valid (B,H,W) float32
+        n = valid.sum().clamp_min(1.0)
+        logp = torch.log_softmax(x, -1)
+        ce = -(logp.gather(-1, t[..., None])[..., 0] * valid).sum() / n
+        p = logp.exp_()  # in place: logp is not needed any more
+        pk = p.index_select(-1, present) * valid[..., None]  # (B,H,W,K)
+        yk = (t[..., None] == present).to(p.dtype) * valid[..., None]
+        inter, denom = (pk * yk).sum((0, 1, 2)), pk.sum((0, 1, 2)) + yk.sum((0, 1, 2))
+        dice = (1 - (2 * inter + eps) / (denom + eps)).mean()
+        ctx.save_for_backward(p, t, valid, present, yk, inter, denom)
+        ctx.eps, ctx.n = eps, n
+        return torch.stack([ce, dice])
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        p, t, valid, present, yk, inter, denom = ctx.saved_tensors
+        eps, n, k = ctx.eps, ctx.n, present.numel()
+        # Dice: d dice / d pk = -(2 yk (denom + eps) - (2 inter + eps)) / (denom + eps)^2 / K, on valid pixels
+        gpk = -(2 * yk * (denom + eps) - (2 * inter + eps)) / ((denom + eps) ** 2 * k) * valid[..., None] * g[1]
+        pk = p.index_select(-1, present)
+        s = (gpk * pk).sum(-1)  # (B,H,W)
+        gx = p * (valid * (g[0] / n) - s)[..., None]
+        gx.index_add_(-1, present, pk * gpk)
+        gx.scatter_add_(-1, t[..., None], (-valid * (g[0] / n))[..., None])
+        return gx, None, None, None, None
+
+
+def _ce_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean CE, soft Dice over the present classes) of logits (B,C,H,W) against target (B,H,W) int64, 255 ignored.
+    Channels-last: a softmax over a contiguous last axis is far faster on CPU than over NCHW's axis 1."""
+    valid = target != IGNORE_INDEX
+    t = torch.where(valid, target, torch.zeros_like(target))
+    present = torch.unique(target[valid])
+    x = (logits if logits.dtype == torch.float64 else logits.float()).permute(0, 2, 3, 1)
+    return _CrossEntropyDice.apply(x, t, valid.to(x.dtype), present, eps).unbind(0)
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """Soft Dice over the classes present in target. logits (B,C,H,W), target (B,H,W) int64 (255 ignored)."""
-    logp, t = _flat_logits(logits, target)
-    return _dice(logp, t, eps) if t.numel() else logits.sum() * 0
-
-
-def _dice(logp: torch.Tensor, t: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    present = torch.unique(t)
-    prob = logp[:, present].exp()  # (N,K)
-    onehot = (t[:, None] == present[None]).to(prob.dtype)
-    inter = (prob * onehot).sum(0)
-    denom = prob.sum(0) + onehot.sum(0)
-    return (1 - (2 * inter + eps) / (denom + eps)).mean()
+    if not (target != IGNORE_INDEX).any():
+        return logits.sum() * 0
+    return _ce_dice(logits, target, eps)[1]
 
 
 def semantic_loss(logits: torch.Tensor, target: torch.Tensor, w: dict) -> torch.Tensor:
     """CE + w["dice"] * Dice. logits (B,C,H,W), target (B,H,W) int64 (255 ignored)."""
-    logp, t = _flat_logits(logits, target)
-    if t.numel() == 0:
+    if not (target != IGNORE_INDEX).any():
         return logits.sum() * 0
-    ce = -logp.gather(1, t[:, None]).mean()
-    return ce + w["dice"] * _dice(logp, t) if w["dice"] > 0 else ce
+    ce, dice = _ce_dice(logits, target)
+    return ce + w["dice"] * dice if w["dice"] > 0 else ce
 
 
 def edge_aware_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

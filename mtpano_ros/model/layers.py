@@ -8,9 +8,35 @@ official weights were trained that way), ``wrap=True`` makes the layer see the p
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+def _training_path(x: torch.Tensor) -> bool:
+    """True when ``x`` takes part in a backward pass outside any tracing/export: the layers below then use
+    autograd-friendlier forms of the same function (identical values; export always sees the plain ops)."""
+    return x.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+
+
+class _WrapColumns(torch.autograd.Function):
+    """Horizontal wrap pad whose backward folds the pad gradients into one buffer of the input size (autograd of
+    slice + concat allocates and zero-fills an input-sized tensor per slice: most of a CPU training step)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: int) -> torch.Tensor:
+        ctx.p = p
+        return torch.cat([x[..., -p:], x, x[..., :p]], dim=-1)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        p = ctx.p
+        gx = g[..., p:-p].clone()
+        gx[..., -p:] += g[..., :p]
+        gx[..., :p] += g[..., -p:]
+        return gx, None
 
 
 def wrap_pad(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
@@ -19,7 +45,10 @@ def wrap_pad(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
     Returns (B, C, H + 2 pad_h, W + 2 pad_w). Column -1 of the result's left pad is column W-1 of the input.
     """
     if pad_w > 0:
-        x = torch.cat([x[..., -pad_w:], x, x[..., :pad_w]], dim=-1)
+        if _training_path(x) and pad_w <= x.shape[-1]:
+            x = _WrapColumns.apply(x, pad_w)
+        else:
+            x = torch.cat([x[..., -pad_w:], x, x[..., :pad_w]], dim=-1)
     if pad_h > 0:
         x = F.pad(x, (0, 0, pad_h, pad_h))
     return x
@@ -48,6 +77,33 @@ class ERPConv2d(nn.Conv2d):
         return super().forward(x)
 
 
+def _interp_matrix(n_out: int, n_in: int, wrap: bool, like: torch.Tensor) -> torch.Tensor:
+    """(n_out, n_in) matrix of 1-D linear interpolation with align_corners=False, as ``F.interpolate`` samples:
+    source coordinate (i + 0.5) * n_in / n_out - 0.5, clamped to the edges, or wrapped around when ``wrap``.
+    Dtype and device of ``like``."""
+    return _interp_matrix64(n_out, n_in, wrap).to(dtype=like.dtype, device=like.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _interp_matrix64(n_out: int, n_in: int, wrap: bool) -> torch.Tensor:
+    src = (torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5
+    if not wrap:
+        src = src.clamp_min(0.0)
+    i0 = torch.floor(src)
+    frac = src - i0
+    i0 = i0.long()
+    i1 = i0 + 1
+    if wrap:
+        i0, i1 = i0 % n_in, i1 % n_in
+    else:
+        i1 = i1.clamp_max(n_in - 1)
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out)
+    m.index_put_((rows, i0), 1 - frac, accumulate=True)
+    m.index_put_((rows, i1), frac, accumulate=True)
+    return m
+
+
 def erp_resize(x: torch.Tensor, out_hw: tuple[int, int], wrap: bool, align_corners: bool = False) -> torch.Tensor:
     """Bilinear resize of (B, C, h, w) to (B, C, H, W) = out_hw.
 
@@ -60,6 +116,13 @@ def erp_resize(x: torch.Tensor, out_hw: tuple[int, int], wrap: bool, align_corne
     if (h, w) == (out_h, out_w):
         return x
     if wrap and out_w % w == 0:
+        if _training_path(x):  # two matmuls: a cheap backward (no scatter, no crop)
+            ah, aw = _interp_matrix(out_h, h, False, x), _interp_matrix(out_w, w, True, x)
+            if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1:  # stay channels-last
+                y = aw @ x.permute(0, 2, 3, 1)  # (B, h, W, C)
+                y = (ah @ y.reshape(y.shape[0], h, -1)).reshape(y.shape[0], out_h, out_w, -1)
+                return y.permute(0, 3, 1, 2)
+            return ah @ x @ aw.T
         s = out_w // w
         x = wrap_pad(x, 0, 1)
         x = F.interpolate(x, size=(out_h, out_w + 2 * s), mode="bilinear", align_corners=False)
