@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
-from sensor_msgs.msg import CompressedImage, Image, PointField  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from mtpano_ros.geometry import erp_ray_grid_np  # noqa: E402
@@ -113,6 +113,73 @@ def test_compressed_decode_and_size_peek():
     assert C.decode_compressed(jpeg, min_hw=(20, 40)).shape == (32, 64, 3)
 
 
+def _exif_rotated_jpeg(rgb: np.ndarray, orientation: int) -> bytes:
+    """JPEG bytes of rgb (H, W, 3) with an EXIF Orientation tag (6 = "rotate 90 degrees clockwise to view")."""
+    import io
+
+    from PIL import Image as PILImage
+
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    PILImage.fromarray(rgb).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation", [6, 8, 3])
+def test_exif_orientation_is_ignored(orientation):
+    rgb = np.zeros((64, 128, 3), np.uint8)
+    rgb[:, :64] = (250, 20, 20)  # left half red, right half blue: a rotation would move them
+    rgb[:, 64:] = (20, 20, 250)
+    data = _exif_rotated_jpeg(rgb, orientation)
+    if orientation != 3:  # OpenCV's default applies the tag: 90-degree turns swap width and height
+        assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (128, 64)
+    msg = CompressedImage(format="jpeg", data=data)
+    assert C.compressed_size(msg) == ("jpeg", 128, 64)
+    full = C.decode_compressed(msg)[..., ::-1]
+    assert full.shape == (64, 128, 3)
+    assert np.abs(full.astype(int) - rgb).mean() < 4
+    reduced = C.decode_compressed(msg, min_hw=(20, 40))[..., ::-1]
+    assert reduced.shape == (32, 64, 3)  # 1/2 scale, still 2:1 and not rotated
+    assert reduced[:, :28, 0].mean() > 200 and reduced[:, 36:, 2].mean() > 200
+
+
+@pytest.mark.parametrize("fmt", ["16UC1; compressedDepth png", "32FC1; compressedDepth", "theora", "h264"])
+def test_other_transports_are_named_in_the_error(fmt):
+    with pytest.raises(C.InputError) as info:
+        C.compressed_size(CompressedImage(format=fmt, data=b"\x00" * 64), "/cam/image/compressed")
+    assert info.value.kind == "format"
+    assert fmt in str(info.value) and "/cam/image/compressed" in str(info.value)
+    assert "does not decode" in str(info.value) and "JPEG or PNG" in str(info.value)
+
+
+@pytest.mark.parametrize("cls", [Image, CompressedImage, PointCloud2])
+def test_new_message_keeps_arrays_without_copy(cls):
+    import array
+
+    msg = C.new_message(cls)
+    buf = array.array("B", bytes(range(16)))
+    msg.data = buf
+    assert msg.data is buf  # with checks off, Iron+ setters would copy into a new array
+
+
+class _HumbleStyleMessage:
+    """The constructor shape rosidl_generator_py generates on Humble: no check_fields, unknown kwargs assert."""
+
+    __slots__ = ["_data"]
+
+    def __init__(self, **kwargs):
+        assert all("_" + key in self.__slots__ for key in kwargs), f"Invalid arguments passed to constructor: {kwargs}"
+        self._data = kwargs.get("data", b"")
+
+
+def test_new_message_feature_detects_check_fields():
+    assert "_check_fields" in Image.__slots__  # this distribution (Jazzy/Kilted) has it
+    with pytest.raises(AssertionError):
+        _HumbleStyleMessage(check_fields=True)
+    assert isinstance(C.new_message(_HumbleStyleMessage), _HumbleStyleMessage)
+
+
 def test_bad_compressed_raise_input_error():
     rgb = RNG.integers(0, 256, (32, 64, 3), dtype=np.uint8)
     jpeg = bytes(C.encode_compressed(rgb, "jpeg").data)
@@ -178,7 +245,7 @@ def test_pointcloud2_layout_matches_message_definition():
     msg = C.build_pointcloud2(depth, rgb, labels, header)
     fields = {f.name: (f.offset, f.datatype, f.count) for f in msg.fields}
     assert fields == {"x": (0, PointField.FLOAT32, 1), "y": (4, PointField.FLOAT32, 1), "z": (8, PointField.FLOAT32, 1),
-                      "rgb": (12, PointField.FLOAT32, 1), "label": (16, PointField.UINT8, 1)}
+                      "rgb": (12, PointField.FLOAT32, 1), "label": (16, PointField.UINT32, 1)}
     assert msg.point_step == 20 and msg.row_step == 20 * 32
     assert (msg.height, msg.width, msg.is_dense, msg.is_bigendian) == (16, 32, False, False)
     assert len(msg.data) == msg.row_step * msg.height
@@ -197,8 +264,10 @@ def test_pointcloud2_layout_matches_message_definition():
     # RViz reads the 4 bytes as a float32 field and reinterprets its bits: same bits back
     as_float = raw[..., 12:16].copy().view("<f4")[..., 0]
     np.testing.assert_array_equal(as_float.view("<u4"), expected)
-    np.testing.assert_array_equal(raw[..., 16], labels)
+    label = raw[..., 16:20].copy().view("<u4")[..., 0]  # PCL PointXYZRGBL: uint32 label at offset 16
+    np.testing.assert_array_equal(label, labels)
     back = C.pointcloud2_to_arrays(msg)
+    assert back["label"].dtype == np.uint32
     np.testing.assert_array_equal(back["rgb"], rgb)
     np.testing.assert_array_equal(back["label"], labels)
 

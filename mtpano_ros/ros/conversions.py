@@ -3,7 +3,11 @@
 Input encodings: rgb8, bgr8, rgba8, bgra8, mono8 (Image) and JPEG/PNG (CompressedImage).
 Output encodings: mono8, rgb8, 32FC1, 32FC3 (Image) and a PointCloud2 with fields
 x, y, z (float32, metres, panorama frame REP 103), rgb (float32 holding 0x00RRGGBB little-endian, the
-layout RViz's RGB8 colour transformer reads) and label (uint8 ADE20K id, 255 unknown).
+layout RViz's RGB8 colour transformer reads) and label (uint32 ADE20K id, 255 unknown; PCL's
+``PointXYZRGBL`` layout, so ``pcl::fromROSMsg`` reads it).
+
+One code base for Humble, Jazzy and Kilted: message constructors take ``check_fields`` only from Iron on, so
+:func:`new_message` feature-detects it (both paths keep our ``array.array`` without a copy).
 
 Every check on incoming data raises :class:`InputError` with a ``kind`` (for counting) and a message that
 says what was wrong, what was expected and what to do. Nothing here loops over pixels in Python.
@@ -30,9 +34,23 @@ ENCODINGS = {
     "mono8": (np.uint8, 1), "32FC1": (np.float32, 1), "32FC3": (np.float32, 3),
 }
 MIN_SIDE_PX = 2
-CLOUD_POINT_STEP = 20  # x, y, z, rgb: 4 float32 (16 bytes); label: 1 byte; 3 bytes padding keep 4-byte alignment
+CLOUD_POINT_STEP = 20  # x, y, z, rgb: 4 float32 (16 bytes); label: uint32 (4 bytes), as PCL's PointXYZRGBL
 CLOUD_FIELDS = (("x", 0, PointField.FLOAT32), ("y", 4, PointField.FLOAT32), ("z", 8, PointField.FLOAT32),
-                ("rgb", 12, PointField.FLOAT32), ("label", 16, PointField.UINT8))
+                ("rgb", 12, PointField.FLOAT32), ("label", 16, PointField.UINT32))
+# CompressedImage.format values of other transports (compressedDepth, theora, ...) we do not decode.
+_OTHER_TRANSPORTS = ("compresseddepth", "theora", "h264", "h265", "hevc", "av1", "ffmpeg", "zstd", "qoi")
+
+
+def new_message(cls):
+    """An empty message of class ``cls`` whose array setters keep a given ``array.array`` without copying.
+
+    Iron and later: ``cls(check_fields=True)`` (with checks off, the generated setter copies the array).
+    Humble: the constructor has no ``check_fields`` (it would assert) and its setters always keep an
+    ``array.array``, so plain ``cls()``. Feature-detected from the generated ``__slots__``.
+    """
+    if "_check_fields" in getattr(cls, "__slots__", ()):
+        return cls(check_fields=True)
+    return cls()
 
 
 class InputError(ValueError):
@@ -109,7 +127,7 @@ def array_to_image(arr: np.ndarray, encoding: str, header: Header | None = None)
     if arr.dtype != dtype or (arr.ndim == 2 and channels != 1) or (arr.ndim == 3 and arr.shape[2] != channels):
         raise ValueError(f"array {arr.dtype} {arr.shape} does not match encoding {encoding}: expected "
                          f"{np.dtype(dtype)} with {channels} channel(s)")
-    msg = Image(check_fields=True)  # check_fields=True: the data setter keeps our array without copying
+    msg = new_message(Image)
     if header is not None:
         msg.header = header
     msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
@@ -203,8 +221,16 @@ def compressed_size(msg: CompressedImage, where: str = "image/compressed") -> tu
         size = _peek_jpeg_size(head[:1 << 20].tobytes())
         codec = "jpeg"
     else:
-        raise InputError("format", f"CompressedImage on {where} with format '{msg.format}' is neither JPEG nor PNG "
-                                   "(no JPEG/PNG signature): publish jpeg or png (image_transport 'compressed')")
+        fmt = str(msg.format).lower().replace(" ", "")
+        other = next((t for t in _OTHER_TRANSPORTS if t in fmt), None)
+        if other is not None:
+            raise InputError("format", f"CompressedImage on {where} has format '{msg.format}', the '{other}' "
+                                       "transport, which this node does not decode: expected a colour JPEG or PNG "
+                                       "(image_transport 'compressed'); subscribe the node to the colour image's "
+                                       "compressed topic, or use input_transport: raw")
+        raise InputError("format", f"CompressedImage on {where} with format '{msg.format or '(empty)'}' is neither "
+                                   "JPEG nor PNG (no JPEG/PNG signature): publish jpeg or png (image_transport "
+                                   "'compressed')")
     if size is None:
         raise InputError("decode", f"cannot read the {codec} header on {where} ({len(msg.data)} bytes): the data is "
                                    "corrupt or truncated")
@@ -216,7 +242,8 @@ def decode_compressed(msg: CompressedImage, where: str = "image/compressed", max
     """Decode a JPEG/PNG CompressedImage to (H, W, 3) uint8 BGR (OpenCV's order), size-checked before decoding.
 
     min_hw = (h, w): when given, a JPEG much larger than that is decoded at 1/2, 1/4 or 1/8 scale by the JPEG
-    decoder itself (still >= min_hw), which is the cheapest way to shrink it. Raises InputError.
+    decoder itself (still >= min_hw), which is the cheapest way to shrink it. EXIF orientation is ignored: the
+    pixels come out as stored, at the size the header says (a panorama is never "rotated"). Raises InputError.
     """
     codec, width, height = compressed_size(msg, where)
     check_size(width, height, max_pixels, where)
@@ -227,11 +254,12 @@ def decode_compressed(msg: CompressedImage, where: str = "image/compressed", max
             if height // factor >= min_hw[0] and width // factor >= min_hw[1]:
                 flag = reduced
                 break
-    image = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), flag)
+    full = flag == cv2.IMREAD_COLOR
+    image = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None or image.ndim != 3 or image.shape[0] < MIN_SIDE_PX or image.shape[1] < MIN_SIDE_PX:
         raise InputError("decode", f"could not decode the {codec} image on {where} ({len(msg.data)} bytes, header "
                                    f"says {width}x{height}): the data is corrupt or truncated")
-    expected = (height, width) if flag == cv2.IMREAD_COLOR else None
+    expected = (height, width) if full else None
     if expected is not None and image.shape[:2] != expected:
         raise InputError("decode", f"{codec} on {where} decoded to {image.shape[1]}x{image.shape[0]} but its header "
                                    f"says {width}x{height}: the data is corrupt")
@@ -246,7 +274,7 @@ def encode_compressed(image: np.ndarray, fmt: str = "jpeg", header: Header | Non
     ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", bgr, params)
     if not ok:
         raise ValueError(f"OpenCV could not encode a {image.shape} image as {fmt}")
-    msg = CompressedImage(check_fields=True)
+    msg = new_message(CompressedImage)
     if header is not None:
         msg.header = header
     msg.format = f"{encoding}; {fmt} compressed bgr8"
@@ -278,7 +306,7 @@ def _ray_planes_f32(height: int, width: int) -> np.ndarray:
 
 
 def cloud_fields() -> list[PointField]:
-    """The PointField list of the node's clouds (x, y, z, rgb float32; label uint8; point_step 20)."""
+    """The PointField list of the node's clouds (x, y, z, rgb float32; label uint32; point_step 20)."""
     return [PointField(name=n, offset=o, datatype=t, count=1) for n, o, t in CLOUD_FIELDS]
 
 
@@ -291,7 +319,7 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray, labels: np.ndarray, he
     stride keeps every stride-th row and column (starting at 0); max_range_m > 0 marks points farther than that
     invalid. organized=True: height x width cloud (H/stride rows), invalid points' x, y, z = NaN, is_dense False
     (like depth_image_proc). organized=False: 1 x N cloud of valid points only, is_dense True.
-    Byte layout is little-endian: rgb holds 0x00RRGGBB (bytes B, G, R, 0), label a uint8 at offset 16.
+    Byte layout is little-endian: rgb holds 0x00RRGGBB (bytes B, G, R, 0), label a uint32 at offset 16.
     """
     height, width = depth.shape
     rays = _ray_planes_f32(height, width)
@@ -313,8 +341,8 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray, labels: np.ndarray, he
     packed = bgra.view("<u4")[..., 0]
     packed &= 0x00FFFFFF
     words[..., 3] = packed
-    words[..., 4] = labels  # label byte at offset 16, the 3 bytes after it stay 0
-    msg = PointCloud2(check_fields=True)  # check_fields=True: the data setter keeps our array without copying
+    words[..., 4] = labels  # uint32 label at offset 16
+    msg = new_message(PointCloud2)
     if header is not None:
         msg.header = header
     msg.fields = cloud_fields()
@@ -333,7 +361,7 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray, labels: np.ndarray, he
 
 def pointcloud2_to_arrays(msg: PointCloud2) -> dict[str, np.ndarray]:
     """Read a cloud made by build_pointcloud2 back: {"xyz" (H, W, 3) float32, "rgb" (H, W, 3) uint8 RGB,
-    "label" (H, W) uint8}, using the message's own field offsets, point_step and row_step."""
+    "label" (H, W) uint32}, using the message's own field offsets, point_step and row_step."""
     offsets = {f.name: f.offset for f in msg.fields}
     raw = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.row_step)[:, :msg.width * msg.point_step]
     raw = raw.reshape(msg.height, msg.width, msg.point_step)
@@ -342,4 +370,5 @@ def pointcloud2_to_arrays(msg: PointCloud2) -> dict[str, np.ndarray]:
                     for k in ("x", "y", "z")], axis=-1)
     packed = np.ascontiguousarray(raw[..., offsets["rgb"]:offsets["rgb"] + 4]).view(order + "u4")[..., 0]
     rgb = np.stack([(packed >> 16) & 0xFF, (packed >> 8) & 0xFF, packed & 0xFF], axis=-1).astype(np.uint8)
-    return {"xyz": xyz, "rgb": rgb, "label": raw[..., offsets["label"]].copy()}
+    label = np.ascontiguousarray(raw[..., offsets["label"]:offsets["label"] + 4]).view(order + "u4")[..., 0]
+    return {"xyz": xyz, "rgb": rgb, "label": label.astype(np.uint32)}
