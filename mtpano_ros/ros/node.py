@@ -43,6 +43,7 @@ from mtpano_ros.ros.conversions import (
     to_rgb,
 )
 from mtpano_ros.ros.diagnostics import NodeStats, diagnostic_array
+from mtpano_ros.runtime.options import RuntimeOptions, option_choices, option_range, runtime_parameters
 
 NODE_NAME = "mtpano_perception"
 OUTPUT_TOPICS = ("semantic", "semantic/color", "depth", "normals", "normals/color", "points")
@@ -50,7 +51,7 @@ _CHOICES = {
     "input_transport": ("raw", "compressed"),
     "reliability": ("best_effort", "reliable"),
     "output_size": ("model", "input"),
-    "precision": ("auto", "fp32", "fp16", "int8"),
+    **{name: option_choices(name) for name, _, _ in runtime_parameters() if option_choices(name)},
 }
 _LABEL_LUT = np.zeros((256, 3), dtype=np.uint8)
 _LABEL_LUT[:NUM_CLASSES] = ADE20K_PALETTE
@@ -73,7 +74,18 @@ def _plain(default, text: str, read_only: bool = False, choices: tuple[str, ...]
     return default, ParameterDescriptor(description=text, read_only=read_only, additional_constraints=constraint)
 
 
-# name -> (default, descriptor). Read-only ones are fixed at start-up; the others may change while running.
+def _runtime(name: str, default, text: str):
+    """Descriptor of a runtime parameter from RuntimeOptions (fixed at start-up: the backend is built once)."""
+    rng = option_range(name)
+    if isinstance(default, bool) or rng is None:
+        return _plain(default, text, True, option_choices(name))
+    if isinstance(default, int):
+        return _int(default, rng[0], rng[1], text, read_only=True)
+    return _float(default, rng[0], rng[1], text, read_only=True)
+
+
+# name -> (default, descriptor). The runtime ones come from RuntimeOptions (mtpano_ros/runtime/options.py).
+# Read-only ones are fixed at start-up; the others may change while running.
 PARAMETERS = {
     "image_topic": _plain("image", "input topic (relative; remap it or set it); the compressed transport "
                                    "subscribes to <image_topic>/compressed", read_only=True),
@@ -82,18 +94,7 @@ PARAMETERS = {
     "reliability": _plain("best_effort", "input QoS reliability (best_effort = sensor data QoS; reliable for "
                                          "publishers that only offer reliable)", True, _CHOICES["reliability"]),
     "qos_depth": _int(1, 1, 100, "input QoS history depth (keep last N); 1 = newest frame only", read_only=True),
-    "backend": _plain("auto", "inference backend: auto, tensorrt, onnxruntime or torch", read_only=True),
-    "model": _plain("default", "bundled model name (default, tiny-labelfree), registry name or checkpoint path",
-                    read_only=True),
-    "device": _plain("auto", "auto, cpu or cuda", read_only=True),
-    "precision": _plain("auto", "auto (fp16 for TensorRT, fp32 elsewhere), fp32, fp16 or int8 (TensorRT)", True,
-                        _CHOICES["precision"]),
-    "input_height": _int(0, 0, 8192, "network input height in pixels, a multiple of 16; 0 = the model's own",
-                         read_only=True),
-    "input_width": _int(0, 0, 16384, "network input width in pixels, a multiple of 16; 0 = the model's own",
-                        read_only=True),
-    "threads": _int(0, 0, 1024, "CPU threads for inference (torch backend); 0 = the library default",
-                    read_only=True),
+    **{name: _runtime(name, default, text) for name, default, text in runtime_parameters()},
     "output_size": _plain("model", "model: outputs at the network's resolution; input: resized (nearest) to the "
                                    "input image's size", False, _CHOICES["output_size"]),
     "frame_id": _plain("camera_link", "frame id of the outputs when the input's header.frame_id is empty, or "
@@ -176,18 +177,10 @@ class PerceptionNode(Node):
 
         from mtpano_ros.runtime import select_backend  # the runtime pulls in torch; keep module import light
 
-        self.get_logger().info(f"loading model '{p['model']}' with backend '{p['backend']}' on device "
-                               f"'{p['device']}' ({p['precision']})")
-        options = {}
-        if p["input_height"] or p["input_width"]:
-            if not (p["input_height"] and p["input_width"]) or p["input_height"] % 16 or p["input_width"] % 16:
-                raise ValueError(f"input_height={p['input_height']}, input_width={p['input_width']}: set both to "
-                                 "multiples of 16 (e.g. 512 and 1024), or both to 0 for the model's own size")
-            options["input_hw"] = (p["input_height"], p["input_width"])
-        if p["threads"]:
-            options["threads"] = p["threads"]
-        self._backend = select_backend(kind=p["backend"], model=p["model"], device=p["device"],
-                                       precision=None if p["precision"] == "auto" else p["precision"], **options)
+        runtime = RuntimeOptions.from_dict({name: p[name] for name, _, _ in runtime_parameters()})
+        self.get_logger().info(f"loading model '{runtime.model}' with backend '{runtime.backend}' on device "
+                               f"'{runtime.device}' ({runtime.precision})")
+        self._backend = select_backend(runtime)
         self._model_hw = tuple(int(x) for x in self._backend.input_size)
         self.get_logger().info(f"backend {self._backend.name} on {self._backend.device}, model "
                                f"{self._backend.model_name}, input {self._model_hw[1]}x{self._model_hw[0]}; "

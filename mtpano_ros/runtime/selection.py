@@ -135,6 +135,17 @@ def select_backend(kind: str = "auto", model="default", device: str = "auto", pr
             engine, onnx, force_rebuild, calibration_dir, max_batch, workspace_gib, strongly_typed, ...
     Returns a Backend; ``backend.selection_log`` lists ``(candidate, reason skipped)`` pairs (auto only).
     """
+    from mtpano_ros.runtime.options import RuntimeOptions
+
+    if isinstance(kind, RuntimeOptions):
+        opts = kind
+        kind, model, device, precision = opts.backend, opts.model, opts.device, opts.precision_or_none
+        options = {k: v for k, v in (("input_hw", opts.input_hw), ("threads", opts.threads or None),
+                                     ("onnx", opts.onnx_path), ("engine", opts.engine_path),
+                                     ("cache_dir", opts.engine_cache_dir), ("force_rebuild", opts.force_engine_rebuild),
+                                     ("calibration_dir", opts.int8_calibration_dir),
+                                     ("strongly_typed", opts.strongly_typed), ("max_batch", opts.max_batch),
+                                     ("workspace_gib", opts.workspace_gib or None)) if v}
     if kind not in KINDS:
         raise ValueError(f"backend kind '{kind}' is not one of {KINDS}")
     dev_family = device.split(":")[0] if device else "auto"
