@@ -223,6 +223,25 @@ def test_replay_mcap_bag(ros_domain, tmp_path):
     assert all(m.header.frame_id == "camera_link" and m.encoding == "rgb8" for m in raw)
 
 
+def test_replay_streams_bags_and_cycles(tmp_path, monkeypatch):
+    from mtpano_ros.ros import replay
+
+    bag = tmp_path / "tiny.mcap"
+    frames = _write_bag(bag)
+    source = replay.source_frames(bag)
+    assert isinstance(source, replay.BagFrames) and len(source) == 3
+    assert len(replay.BagFrames(bag, "/theta/image_raw")) == 2
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda *a, **k: (opened.append(a[0]), real_open(*a, **k))[1])
+    names = [f.message.header.frame_id for f in replay.play_order(source, loop=False, count=7)]
+    assert names == [fid for fid, _ in frames] * 2 + [frames[0][0]]
+    assert opened.count(bag) == 3  # one streaming pass over the file per cycle, nothing kept between them
+    endless = replay.play_order(source, loop=True, count=0)
+    assert len([next(endless) for _ in range(10)]) == 10
+    assert [f.name for f in replay.play_order([replay.Frame("a"), replay.Frame("b")], False, 0)] == ["a", "b"]
+
+
 def test_replay_rejects_bad_source(tmp_path):
     (tmp_path / "empty").mkdir()
     for source in (tmp_path / "empty", tmp_path / "missing"):
@@ -256,11 +275,16 @@ def test_record_writes_png_npz_ply_and_latency(ros_domain, tmp_path):
     pubs = {t: node.create_publisher(kind, f"/robot/{t}", QoSProfile(depth=5)) for t, kind in topics.items()}
     out = tmp_path / "rec"
     proc = subprocess.Popen([sys.executable, "-m", "mtpano_ros.ros.record", "--out", str(out), "--frames", "2",
-                             "--timeout-s", "60", "--ros-args", "-r", "__ns:=/robot"],
+                             "--timeout-s", "60", "--incomplete-after-s", "1", "--ros-args", "-r", "__ns:=/robot"],
                             env=_env(domain_id), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert _wait(lambda: all(p.get_subscription_count() >= 1 for p in pubs.values()), 30), "recorder not subscribed"
         time.sleep(0.3)
+        partial = _outputs(9)  # a frame that never completes: dropped after --incomplete-after-s, not written
+        header = Header(frame_id="partial", stamp=node.get_clock().now().to_msg())
+        pubs["semantic"].publish(conversions.array_to_image(partial["semantic"], "mono8", header))
+        pubs["depth"].publish(conversions.array_to_image(partial["depth"], "32FC1", header))
+        time.sleep(2.0)  # longer than --incomplete-after-s: the recorder expires it before the next frames
         sent = []
         for i in range(2):
             o = _outputs(i)
@@ -286,6 +310,8 @@ def test_record_writes_png_npz_ply_and_latency(ros_domain, tmp_path):
 
     frames = json.loads((out / "frames.json").read_text())
     assert [f["complete"] for f in frames] == [True, True]
+    assert json.loads((out / "dropped.json").read_text()) == {"incomplete": 1, "queue_full": 0}
+    assert "dropped incomplete frame" in stdout and "no normals, normals/color, points, semantic/color" in stdout
     for record, (o, cloud) in zip(frames, sent):
         d = out / record["dir"]
         assert record["frame_id"] == "pano_cam"
@@ -314,8 +340,9 @@ def test_record_writes_png_npz_ply_and_latency(ros_domain, tmp_path):
 
     latency = json.loads((out / "latency.json").read_text())
     assert set(latency) == set(topics) | {"frame"}
-    for stats in latency.values():
-        assert stats["count"] == 2 and 0 <= stats["p50_ms"] <= stats["p95_ms"] <= stats["max_ms"]
+    for name, stats in latency.items():  # the partial frame's two messages count for their topics
+        assert stats["count"] == (3 if name in ("semantic", "depth") else 2), name
+        assert 0 <= stats["p50_ms"] <= stats["p95_ms"] <= stats["max_ms"]
 
 
 def test_ply_ascii_roundtrip_and_depth_png(tmp_path):

@@ -1,7 +1,7 @@
 """mtpano-record: subscribe to the perception node's outputs and write them to disk, frame by frame.
 
     mtpano-record --out DIR [--frames N] [--timeout-s T] [--ply-format binary|ascii]
-                  [--ros-args -r __ns:=/robot1]
+                  [--incomplete-after-s 5] [--max-queue 8] [--ros-args -r __ns:=/robot1]
 
 Subscribes to the node's relative output topics (DESIGN §5): `semantic`, `semantic/color`, `depth`,
 `normals`, `normals/color` (sensor_msgs/Image) and `points` (sensor_msgs/PointCloud2). Messages are
@@ -16,6 +16,11 @@ grouped by header stamp; every frame goes to `DIR/frame_NNNN/`:
 DIR/frames.json lists every frame (stamp, frame id, topics, files) and DIR/latency.json the latency from
 each message's stamp to its reception (p50/p95/max per topic and per complete frame), also printed as a
 table. Exits after --frames complete frames, after --timeout-s, or on Ctrl-C.
+
+Bounded: a frame still missing topics --incomplete-after-s after its first message (or once a newer frame is
+complete) is dropped, not written, and counted; at most --max-queue frames wait for the disk writer, further
+complete frames are dropped and counted (frames.json keeps only written frames; the counts go to
+DIR/dropped.json and the log).
 """
 
 from __future__ import annotations
@@ -149,6 +154,10 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ply-format", choices=("binary", "ascii"), default="binary", help="PLY encoding")
     parser.add_argument("--reliability", choices=("auto", "reliable", "best_effort"), default="auto",
                         help="subscription reliability; auto matches the publishers seen at start-up")
+    parser.add_argument("--incomplete-after-s", type=float, default=5.0,
+                        help="drop a frame that still misses topics this long after its first message")
+    parser.add_argument("--max-queue", type=int, default=8,
+                        help="at most this many complete frames wait for the writer; more are dropped")
     return parser.parse_args(argv)
 
 
@@ -168,29 +177,44 @@ def main(argv: list[str] | None = None) -> int:
     node = Node("mtpano_record")
     log = node.get_logger()
     lock = threading.Lock()
-    pending: dict[int, dict] = {}  # stamp_ns -> {"messages": {topic: msg}, "received_ns": {topic: ns}}
+    pending: dict[int, dict] = {}  # stamp_ns -> {"messages": {topic: msg}, "received_ns": {topic: ns}, "first": t}
     frames: list[dict] = []
+    dropped = {"incomplete": 0, "queue_full": 0}
     latencies: dict[str, list[float]] = {topic: [] for topic in args.topics}
     latencies["frame"] = []
-    work: queue.Queue = queue.Queue()
+    work: queue.Queue = queue.Queue(maxsize=max(1, args.max_queue))
     done = threading.Event()
     topics = list(args.topics)
 
     def finish_frame(stamp_ns: int) -> None:
         entry = pending.pop(stamp_ns)
         received = entry["received_ns"]
-        if len(received) == len(topics):
-            latencies["frame"].append((max(received.values()) - stamp_ns) / 1e6)
+        if len(received) < len(topics):
+            dropped["incomplete"] += 1
+            missing = sorted(set(topics) - set(received))
+            log.warning(f"dropped incomplete frame (stamp {stamp_ns}): no {', '.join(missing)}")
+            return
+        latencies["frame"].append((max(received.values()) - stamp_ns) / 1e6)
         index = len(frames)
         record = {"index": index, "dir": f"frame_{index:04d}", "stamp_ns": stamp_ns,
                   "frame_id": next(iter(entry["messages"].values())).header.frame_id,
-                  "topics": sorted(received), "complete": len(received) == len(topics),
+                  "topics": sorted(received), "complete": True,
                   "latency_ms": {t: (ns - stamp_ns) / 1e6 for t, ns in received.items()}}
+        try:
+            work.put_nowait((record, entry["messages"]))
+        except queue.Full:
+            dropped["queue_full"] += 1
+            log.warning(f"dropped frame (stamp {stamp_ns}): {work.maxsize} frames already wait for the disk")
+            return
         frames.append(record)
-        work.put((record, entry["messages"]))
         worst_ms = max(record["latency_ms"].values())
-        log.info(f"{record['dir']}: {'complete' if record['complete'] else 'INCOMPLETE'} "
-                 f"({len(received)}/{len(topics)} topics, stamp {stamp_ns}, last after {worst_ms:.0f} ms)")
+        log.info(f"{record['dir']}: complete ({len(received)} topics, stamp {stamp_ns}, last after "
+                 f"{worst_ms:.0f} ms)")
+
+    def expire(now: float) -> None:
+        with lock:
+            for stamp_ns in sorted(s for s, e in pending.items() if now - e["first"] > args.incomplete_after_s):
+                finish_frame(stamp_ns)
 
     def make_callback(topic: str):
         def callback(msg, info) -> None:
@@ -201,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 if done.is_set():
                     return
                 latencies[topic].append((now_ns - stamp_ns) / 1e6)
-                entry = pending.setdefault(stamp_ns, {"messages": {}, "received_ns": {}})
+                entry = pending.setdefault(stamp_ns, {"messages": {}, "received_ns": {}, "first": time.monotonic()})
                 entry["messages"][topic] = msg
                 entry["received_ns"][topic] = now_ns
                 if len(entry["messages"]) == len(topics):
@@ -254,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning(f"timeout after {args.timeout_s:g} s")
                 break
             executor.spin_once(timeout_sec=0.1)
+            expire(time.monotonic())
     except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C / SIGTERM: write what we have
         pass
     finally:
@@ -261,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             done.set()
             for stamp_ns in sorted(pending):
                 finish_frame(stamp_ns)
-        work.put(None)
+        work.put(None)  # blocks while the queue is full: the writer drains it
         writer_thread.join()
         executor.shutdown()
         node.destroy_node()
@@ -270,8 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = latency_summary(latencies)
     (args.out / "frames.json").write_text(json.dumps(frames, indent=1))
     (args.out / "latency.json").write_text(json.dumps(summary, indent=1))
-    complete = sum(f["complete"] for f in frames)
-    print(f"recorded {len(frames)} frame(s) ({complete} complete) into {args.out}")
+    (args.out / "dropped.json").write_text(json.dumps(dropped, indent=1))
+    complete = len(frames)
+    print(f"recorded {complete} frame(s) into {args.out}; dropped {dropped['incomplete']} incomplete, "
+          f"{dropped['queue_full']} for a full queue")
     print("latency from image stamp to reception:")
     print(format_latency_table(summary), flush=True)
     return 0 if not args.frames or complete >= args.frames else 1

@@ -7,6 +7,7 @@ Sources: a folder of .jpg/.jpeg/.png files (sorted by name, any size), one image
 (ROS 2 profile, as written by `ros2 bag record -s mcap` or `mcap_ros2.writer`) holding
 `sensor_msgs/msg/Image` or `sensor_msgs/msg/CompressedImage` messages (`--bag-topic` picks one topic).
 
+Bags are streamed (one message in memory at a time, the file re-read for every --loop pass).
 Publishes on the relative topic `image` (`sensor_msgs/Image`, rgb8 or bgr8) or `image/compressed`
 (`sensor_msgs/CompressedImage`, jpeg/png; image files are sent as their own bytes). Each message is
 stamped with the current time; its frame id is the `frame_id` parameter (an empty value keeps the bag's
@@ -53,7 +54,7 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def iter_bag(bag: Path, topic: str | None = None) -> Iterator[Frame]:
-    """Yield the Image / CompressedImage messages of an MCAP bag in log-time order.
+    """Yield the Image / CompressedImage messages of an MCAP bag in log-time order, one at a time (streamed).
 
     Messages are deserialised with rclpy from their CDR bytes, so they are real sensor_msgs messages.
     `topic` restricts to one topic; by default every image topic of the bag is played.
@@ -73,10 +74,44 @@ def iter_bag(bag: Path, topic: str | None = None) -> Iterator[Frame]:
             index += 1
 
 
-def source_frames(source: Path, bag_topic: str | None = None) -> list[Frame]:
-    """The frames of `source` (folder, image file or .mcap bag). Bags are read once into memory.
+class BagFrames:
+    """The image messages of an MCAP bag, streamed: each iteration reads the file again, one message at a time,
+    so a bag of any length plays in constant memory. ``len()`` comes from the bag's summary (message counts of
+    the image channels) when it has one, else from one counting pass."""
 
-    Raises FileNotFoundError / ValueError with what was expected when the source has no images.
+    def __init__(self, bag: Path, topic: str | None = None):
+        self.bag, self.topic = bag, topic
+        self._count: int | None = None
+
+    def __iter__(self) -> Iterator[Frame]:
+        return iter_bag(self.bag, self.topic)
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = _bag_image_count(self.bag, self.topic)
+        return self._count
+
+
+def _bag_image_count(bag: Path, topic: str | None) -> int:
+    from mcap.reader import make_reader
+
+    with open(bag, "rb") as stream:
+        summary = make_reader(stream).get_summary()
+    if summary is not None and summary.statistics is not None:
+        counts = summary.statistics.channel_message_counts
+        return sum(counts.get(cid, 0) for cid, ch in summary.channels.items()
+                   if summary.schemas.get(ch.schema_id) is not None
+                   and summary.schemas[ch.schema_id].name in (IMAGE_TYPE, COMPRESSED_TYPE)
+                   and ch.message_encoding == "cdr" and (topic is None or ch.topic == topic))
+    return sum(1 for _ in iter_bag(bag, topic))
+
+
+def source_frames(source: Path, bag_topic: str | None = None):
+    """The frames of `source` (folder, image file or .mcap bag) as a re-iterable sequence with ``len()``.
+
+    Folders and image files: a list of Frame(path=...) (the files are read when published). Bags: a
+    :class:`BagFrames` that streams the file. Raises FileNotFoundError / ValueError with what was expected
+    when the source has no images.
     """
     if not source.exists():
         raise FileNotFoundError(f"replay source {source} does not exist: give a folder of .jpg/.png panoramas, "
@@ -84,7 +119,9 @@ def source_frames(source: Path, bag_topic: str | None = None) -> list[Frame]:
     if source.is_dir():
         frames = [Frame(p.name, path=p) for p in list_images(source)]
     elif source.suffix.lower() == ".mcap":
-        frames = list(iter_bag(source, bag_topic))
+        frames = BagFrames(source, bag_topic)
+        if next(iter(frames), None) is None:
+            frames = []
     elif source.suffix.lower() in IMAGE_SUFFIXES:
         frames = [Frame(source.name, path=source)]
     else:
@@ -95,6 +132,22 @@ def source_frames(source: Path, bag_topic: str | None = None) -> list[Frame]:
             what = "files ending in " + "/".join(IMAGE_SUFFIXES)
         raise ValueError(f"replay source {source} holds no {what}")
     return frames
+
+
+def play_order(frames, loop: bool, count: int) -> Iterator[Frame]:
+    """Frames in publishing order: each once (count 0), ``count`` in total cycling through the source, or
+    endlessly (loop). Re-iterates ``frames`` for every pass, so a streamed bag is never held in memory."""
+    published = 0
+    while True:
+        empty = True
+        for frame in frames:
+            empty = False
+            if count and published >= count:
+                return
+            yield frame
+            published += 1
+        if empty or not (loop or (count and published < count)):
+            return
 
 
 def frame_to_bgr(frame: Frame) -> np.ndarray:
@@ -266,14 +319,15 @@ def main(argv: list[str] | None = None) -> int:
                               args.wait_timeout_s):
                 log.warning(f"{out_topic} has fewer than {args.wait_output_subscribers} subscribers; starting anyway")
             time.sleep(0.5)  # discovery has announced every endpoint; give the matching a moment to complete
-        total = len(frames) if not args.count else args.count
+        total = args.count or len(frames)
         log.info(f"publishing {'endlessly' if args.loop else total} frame(s) from {args.source} on "
                  f"{publisher.topic_name} at {args.rate_hz:g} Hz")
         period_s = 1.0 / args.rate_hz
         next_t = None
         index = 0
-        while rclpy.ok() and (args.loop or index < total):
-            frame = frames[index % len(frames)]
+        for frame in play_order(frames, args.loop, args.count):
+            if not rclpy.ok():
+                break
             msg = frame_to_message(frame, args.transport, args.encoding)
             if frame_id:
                 msg.header.frame_id = frame_id
