@@ -26,6 +26,7 @@ setup(
     entry_points={
         "console_scripts": [
             "perception_node = mtpano_ros.ros.node:main",
+            "perception_lifecycle_node = mtpano_ros.ros.lifecycle:main",
             "mtpano-replay = mtpano_ros.ros.replay:main",
             "mtpano-record = mtpano_ros.ros.record:main",
             "mtpano-export = mtpano_ros.runtime.export:main",
