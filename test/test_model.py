@@ -36,14 +36,14 @@ def tiny():
 
 
 def test_registry_lists_variants():
-    assert list_models() == ["mtpano-tiny", "mtpano-vits", "mtpano-vitl"]
+    assert list_models() == ["mtpano-tiny", "mtpano-lite", "mtpano-vits", "mtpano-vitl"]
     with pytest.raises(KeyError, match="unknown model"):
         create_model("mtpano-huge")
     with pytest.raises(KeyError, match="unknown config keys"):
         create_model("mtpano-tiny", no_such_key=1)
 
 
-@pytest.mark.parametrize("name", ["mtpano-tiny", "mtpano-vits"])
+@pytest.mark.parametrize("name", ["mtpano-tiny", "mtpano-lite", "mtpano-vits"])
 def test_forward_contract(name):
     torch.manual_seed(0)
     m = create_model(name)

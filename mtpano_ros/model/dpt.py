@@ -112,14 +112,22 @@ class DPTNeck(nn.Module):
     last at ``2 * max(factors)`` times the token-grid resolution (DPT: 8x, i.e. half the input size)."""
 
     def __init__(self, in_dim: int, neck_hidden_sizes: list[int], factors: list[float], fusion_ch: int,
-                 use_bn: bool, wrap: bool):
+                 use_bn: bool, wrap: bool, skip_channels: list[int] | None = None):
         super().__init__()
         self.reassemble_stage = ReassembleStage(in_dim, neck_hidden_sizes, factors, wrap)
         self.convs = nn.ModuleList([ERPConv2d(c, fusion_ch, 3, bias=False, wrap=wrap) for c in neck_hidden_sizes])
         self.fusion_stage = FeatureFusionStage(len(neck_hidden_sizes), fusion_ch, use_bn, wrap)
+        # convolutional backbones: native multi-scale features join the reassembled maps (1x1 projections)
+        self.skip_projections = None if not skip_channels else nn.ModuleList(
+            [nn.Conv2d(s, c, kernel_size=1) for s, c in zip(skip_channels, neck_hidden_sizes)])
 
-    def forward(self, feats: list[torch.Tensor], cls: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, feats: list[torch.Tensor], cls: list[torch.Tensor],
+                skips: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """``skips``: with ``skip_channels``, one native backbone map per level at that level's reassembled size
+        (B, skip_channels[i], h * factor_i, w * factor_i)."""
         x = self.reassemble_stage(feats, cls)
+        if self.skip_projections is not None:
+            x = [r + proj(s) for r, proj, s in zip(x, self.skip_projections, skips)]
         return self.fusion_stage([conv(f) for conv, f in zip(self.convs, x)])
 
 

