@@ -12,8 +12,10 @@ setup(
     description="360-degree semantic, depth and normal perception for ROS 2 (PD-BridgeNet / MTPano)",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={PACKAGE: ["weights/*/*.json", "weights/*/*.safetensors", "weights/*/*.md", "runtime/data/*"]},
+    # `training` (distillation, training, evaluation) is installed too, so its entry points need no path tricks
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
+    package_data={PACKAGE: ["weights/*/*.json", "weights/*/*.safetensors", "weights/*/*.md", "runtime/data/*"],
+                  "training": ["configs/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -32,6 +34,9 @@ setup(
             "mtpano-export = mtpano_ros.runtime.export:main",
             "mtpano-import-official = mtpano_ros.model.official:main",
             "mtpano-views = mtpano_ros.geometry.demo:main",
+            "mtpano-train = training.train:main",
+            "mtpano-evaluate = training.evaluate:main",
+            "mtpano-pseudo-label = training.pseudo_label:main",
         ],
     },
 )

@@ -9,21 +9,13 @@ rate reflects the CPU share the process got; panoramas per CPU-second is what on
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import sys
-from pathlib import Path
+import time
 
-if __name__ == "__main__" and __package__ in (None, ""):
-    _root = str(Path(__file__).resolve().parents[1])
-    _env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_root, os.environ.get("PYTHONPATH")) if p)}
-    os.execve(sys.executable, [sys.executable, "-m", "benchmarks.bench_synthetic", *sys.argv[1:]], _env)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-
-from training.synthetic import make_scene, render_erp  # noqa: E402
-from training.synthetic.__main__ import parse_size  # noqa: E402
+from training.config import parse_size
+from training.synthetic import make_scene, render_erp
 
 
 def main() -> None:

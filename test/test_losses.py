@@ -75,3 +75,30 @@ def test_compute_losses_perfect_prediction_is_near_zero():
                                  {"depth_log": 1.0})
     assert float(total) < 1e-3
     assert set(logs) >= {"loss/semantic", "loss/depth", "loss/normals", "loss/total"}
+
+
+def test_affine_flagged_samples_get_the_ssi_depth_loss_by_default():
+    from training.config import ConfigError
+    from training.losses import DEFAULTS, depth_loss
+
+    g = torch.Generator().manual_seed(0)
+    h, w = 8, 16
+    gt = torch.rand(2, 1, h, w, generator=g) + 1
+    mask = torch.ones(2, 1, h, w, dtype=torch.bool)
+    pred = 2.0 * gt + 0.5  # right up to scale and shift
+    assert DEFAULTS["depth_loss"] == "auto"
+    flags = torch.tensor([True, False])
+    per_sample = [float(depth_loss(pred[i:i + 1], gt[i:i + 1], mask[i:i + 1], DEFAULTS, flags[i:i + 1]))
+                  for i in range(2)]
+    assert per_sample[0] < 1e-4 and per_sample[1] > 1.0  # affine: aligned first; metric: plain L1
+    normals = torch.zeros(2, 3, h, w)
+    normals[:, 2] = 1
+    sem = torch.zeros(2, h, w, dtype=torch.int64)
+    out = {"semantic_logits": torch.zeros(2, 150, h, w), "depth": pred, "normals": normals}
+    batch = {"depth": gt, "depth_mask": mask, "normals": normals, "normals_mask": mask, "semantic": sem}
+    aff = compute_losses(out, {**batch, "depth_affine": torch.tensor([True, True])})[1]["loss/depth"]
+    met = compute_losses(out, {**batch, "depth_affine": torch.tensor([False, False])})[1]["loss/depth"]
+    forced = compute_losses(out, {**batch, "depth_affine": torch.tensor([True, True])}, {"depth_loss": "l1"})[1]
+    assert aff < 1e-4 < 1.0 < met and forced["loss/depth"] == pytest.approx(met)
+    with pytest.raises(ConfigError, match="loss.depht"):
+        compute_losses(out, batch, {"depht": 1.0})

@@ -13,6 +13,11 @@ import torch
 from training import pseudo_label as pl
 from training.data.pseudo_labels import PseudoLabelDataset, mirror, yaw_roll
 
+
+def _pl(store, **kw) -> PseudoLabelDataset:
+    return PseudoLabelDataset({"root": str(store), **kw})
+
+
 synthetic = pytest.importorskip("training.synthetic")
 
 ERP = (32, 64)
@@ -88,7 +93,7 @@ def test_synthetic_store_resume_and_sharding(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="erp_hw"):  # refuses to mix sizes
         pl.main(["--out", str(store), "--synthetic", "0:1", "--teacher", "oracle", "--erp-size", "16x32"])
 
-    ds = PseudoLabelDataset(store, augment=False)
+    ds = _pl(store, augment=False)
     assert len(ds) == 4
     s = ds[0]
     assert s["image"].shape == (3, *ERP) and s["image"].dtype == torch.float32
@@ -100,15 +105,21 @@ def test_synthetic_store_resume_and_sharding(tmp_path, monkeypatch):
     assert 0.01 < s["depth_mask"].float().mean() < 0.6
     assert (s["depth"][~s["depth_mask"]] == 0).all() and (s["depth"][s["depth_mask"]] > 0).all()
     assert s["grad"].shape == (2, *ERP) and s["edge_distance"].shape == (1, *ERP)
-    aug = PseudoLabelDataset(store, augment=True)
+    aug = _pl(store, augment=True)
     a, b, c = aug[6], aug[6], aug[7]  # keys beyond len: key % len picks the item, key seeds the randomness
     for k in ("image", "depth", "normals", "semantic"):
         assert torch.equal(a[k], b[k])
     assert not torch.equal(a["image"], c["image"])
-    merged = PseudoLabelDataset(store, depth="merged", augment=False)[0]
+    merged = _pl(store, depth="merged", augment=False)[0]
     assert merged["depth_mask"].float().mean() > 0.9
-    up = PseudoLabelDataset(store, out_hw=(64, 128), augment=False)[1]
+    up = _pl(store, size=[64, 128], augment=False)[1]
     assert up["image"].shape == (3, 64, 128) and up["semantic"].shape == (64, 128)
+    # the store says whether its depth is metric: an affine-invariant teacher's store flags every sample
+    assert not bool(s["depth_affine"])
+    meta = json.loads((store / "meta.json").read_text())
+    (store / "meta.json").write_text(json.dumps({**meta, "depth_kind": "affine"}))
+    assert bool(_pl(store, augment=False)[0]["depth_affine"])
+    (store / "meta.json").write_text(json.dumps(meta))
 
 
 def test_files_with_image_teachers_and_skipped_list(tmp_path):
@@ -139,7 +150,7 @@ def test_files_with_image_teachers_and_skipped_list(tmp_path):
         assert "semantic" in m.files and "depth" not in m.files
     img = cv2.imread(str(items[0] / "image.png"))
     assert img.shape == (32, 64, 3)
-    s = PseudoLabelDataset(store, augment=False)[0]
+    s = _pl(store, augment=False)[0]
     assert not s["depth_mask"].any() and not s["normals_mask"].any()
 
 

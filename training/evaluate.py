@@ -2,34 +2,32 @@
 
     python training/evaluate.py --model default --synthetic --seed 2000000 --count 40 --size 256x512 --json
     python training/evaluate.py --model runs/tiny_synthetic/final --data runs/data/val --json
+    python training/evaluate.py --model default --data ../shared/data/real_gt --prior --json   # real photographs
 
 --model: a registered/bundled name ("default", "tiny-labelfree", "mtpano-tiny" = random weights) or a checkpoint
 path (folder with model.safetensors + config.json, a .safetensors, a .pth). The model sees each panorama resized to
 its own input size; predictions are resized back to the evaluation size and compared with the exact ground truth.
 Prints a table; with --json the last stdout line is a JSON object with depth_absrel, depth_delta1,
-normal_mean_deg, miou (percent) and seam (+ more keys). `python training/evaluate.py` re-executes itself as
-`python -m training.evaluate` with the repository root on PYTHONPATH, so it runs from any folder.
+normal_mean_deg, miou (percent) and seam (+ more keys).
+--data DIR in the real-photograph layout (`../shared/data/real_gt/`: one folder per panorama with rgb.png, gt.npz,
+meta.json) follows that README's protocol instead (training.metrics.real_gt_metrics: cos-latitude weighted
+AbsRel metric and median-aligned, 10 m cap, normal mean angle, wall/floor/ceiling IoU and their mean, averaged
+over panoramas); --prior puts the trivial latitude priors beside the model (`--model none`: the priors alone).
+`training` is installed with the package, so `python training/evaluate.py` (or `mtpano-evaluate`) runs from any
+folder.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
+import json
+import time
 from pathlib import Path
 
-if __name__ == "__main__" and __package__ in (None, ""):
-    _root = str(Path(__file__).resolve().parents[1])
-    _env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_root, os.environ.get("PYTHONPATH")) if p)}
-    os.execve(sys.executable, [sys.executable, "-m", "training.evaluate", *sys.argv[1:]], _env)
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from training.metrics import (  # noqa: E402
+from training.metrics import (
     confusion_matrix,
     depth_metrics,
     normal_metrics,
@@ -108,6 +106,89 @@ def folder_samples(root: Path, hw: tuple[int, int] | None = None, count: int | N
         yield ds.raw(i)
 
 
+REAL_KEYS = (("depth_abs_rel", "depth AbsRel (metric)"),
+             ("depth_abs_rel_median_aligned", "depth AbsRel (median-al.)"),
+             ("depth_delta1", "depth delta<1.25 (metric)"),
+             ("depth_delta1_median_aligned", "depth delta<1.25 (m.-al.)"),
+             ("normal_mean_deg", "normal mean (deg)"), ("normal_median_deg", "normal median (deg)"),
+             ("iou_wall", "IoU wall"), ("iou_floor", "IoU floor"), ("iou_ceiling", "IoU ceiling"),
+             ("structural_miou", "structural mIoU"))
+
+
+def is_real_gt_dir(root: Path) -> bool:
+    """True when root is one panorama folder with gt.npz or holds such folders (the real_gt layout)."""
+    root = Path(root)
+    return (root / "gt.npz").is_file() or any(p.is_file() for p in root.glob("*/gt.npz"))
+
+
+def real_gt_samples(root: Path):
+    """Yield the panoramas of a real_gt folder in name order: {"name", "rgb" (H,W,3) uint8 RGB, "depth" (H,W)
+    radial m (0 none), "normals" (H,W,3) panorama frame (NaN none), "labels" (H,W) uint8 (255 none), "meta"}."""
+    import cv2
+
+    root = Path(root)
+    dirs = [root] if (root / "gt.npz").is_file() else sorted(p.parent for p in root.glob("*/gt.npz"))
+    for d in dirs:
+        bgr = cv2.imread(str(d / "rgb.png"), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"{d / 'rgb.png'} is missing or unreadable; each panorama folder needs rgb.png, "
+                                    "gt.npz and meta.json")
+        with np.load(d / "gt.npz") as g:
+            missing = {"depth", "normals", "labels"} - set(g.files)
+            if missing:
+                raise KeyError(f"{d / 'gt.npz'} lacks {sorted(missing)}; expected depth, normals and labels")
+            gt = {k: g[k] for k in ("depth", "normals", "labels")}
+        if gt["depth"].shape != bgr.shape[:2]:
+            raise ValueError(f"{d}: gt depth is {gt['depth'].shape}, rgb.png is {bgr.shape[:2]}; they must match")
+        meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").is_file() else {}
+        yield {"name": d.name, "rgb": np.ascontiguousarray(bgr[..., ::-1]), **gt, "meta": meta}
+
+
+def model_predictor(model: torch.nn.Module):
+    """rgb (H,W,3) uint8 -> {"depth", "normals", "semantic"} at (H, W) from `model` (mtpano_ros.model.infer)."""
+    from mtpano_ros.model import infer
+
+    def predict(rgb: np.ndarray) -> dict:
+        out = infer(model, rgb, out_hw=rgb.shape[:2])
+        return {k: out[k][0] for k in ("depth", "normals", "semantic")}
+
+    return predict
+
+
+def prior_predictor(rgb: np.ndarray) -> dict:
+    """The trivial priors (training.metrics.latitude_priors) at the size of rgb (H, W, 3); ignores its pixels."""
+    from training.metrics import latitude_priors
+
+    return latitude_priors(*rgb.shape[:2])
+
+
+def evaluate_real(predict, samples) -> dict:
+    """The real_gt protocol over `samples` (real_gt_samples): per-panorama real_gt_metrics, then their means.
+    predict: rgb (H,W,3) uint8 -> {"depth" (H,W) m, "normals" (H,W,3), "semantic" (H,W)}. Returns the means
+    (REAL_KEYS), "count" and "per_panorama" {name: metrics}."""
+    from training.metrics import real_gt_metrics
+
+    rows = {}
+    for s in samples:
+        p = predict(s["rgb"])
+        rows[s["name"]] = real_gt_metrics(p["depth"], p["normals"], p["semantic"], s["depth"], s["normals"],
+                                          s["labels"])
+    out = {k: _mean(list(rows.values()), k) for k, _ in REAL_KEYS}
+    out["count"] = len(rows)
+    out["per_panorama"] = rows
+    return out
+
+
+def format_real_table(columns: dict[str, dict]) -> str:
+    """Side-by-side table of evaluate_real results {column name: result}."""
+    names = list(columns)
+    n = next(iter(columns.values()))["count"] if columns else 0
+    lines = [f"real photographs: {n} panoramas", "", f"{'metric':<28}" + "".join(f"{c:>16}" for c in names)]
+    for k, label in REAL_KEYS:
+        lines.append(f"{label:<28}" + "".join(f"{columns[c][k]:>16.3f}" for c in names))
+    return "\n".join(lines)
+
+
 def format_table(res: dict, model_name: str) -> str:
     from mtpano_ros.labels import ADE20K_CLASSES
 
@@ -145,11 +226,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--json", action="store_true", help="last stdout line: JSON summary")
+    ap.add_argument("--prior", action="store_true", help="real_gt layout: evaluate the trivial latitude priors "
+                    "beside the model (--model none: the priors alone)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.data is not None and is_real_gt_dir(args.data):
+        return main_real(args)
+    if args.prior:
+        ap.error("--prior needs --data DIR in the real_gt layout (folders with rgb.png, gt.npz, meta.json)")
     from mtpano_ros.model import load_model
-    from training.synthetic.__main__ import parse_size
+    from training.config import parse_size
 
     model = load_model(args.model)
     t0 = time.perf_counter()
@@ -168,6 +255,37 @@ def main(argv: list[str] | None = None) -> dict:
                    "depth_absrel_median_aligned": res["depth_abs_rel_median_aligned"],
                    "normal_median_deg": res["normal_median_deg"], "pixel_acc": res["pixel_acc"],
                    "count": res["count"], "model": str(args.model)}
+        print(json.dumps(summary))
+    return res
+
+
+def main_real(args) -> dict:
+    """--data DIR in the real_gt layout: the README protocol for the model and/or the priors (see module doc)."""
+    from mtpano_ros.model import load_model
+
+    t0 = time.perf_counter()
+    columns: dict[str, dict] = {}
+    if str(args.model) != "none":
+        columns[str(args.model)] = evaluate_real(model_predictor(load_model(args.model)), real_gt_samples(args.data))
+    if args.prior:
+        columns["prior"] = evaluate_real(prior_predictor, real_gt_samples(args.data))
+    if not columns:
+        raise SystemExit("nothing to evaluate: --model none needs --prior")
+    if columns[next(iter(columns))]["count"] == 0:
+        raise SystemExit(f"{args.data}: no panorama folders (rgb.png + gt.npz) found")
+    print(format_real_table(columns))
+    first = next(iter(columns))
+    res = {**columns[first], "model": first, "seconds": time.perf_counter() - t0}
+    if "prior" in columns and first != "prior":
+        res["prior"] = columns["prior"]
+    if args.json:
+        def flat(r: dict) -> dict:
+            return {"depth_absrel": r["depth_abs_rel"], "depth_absrel_median_aligned":
+                    r["depth_abs_rel_median_aligned"], **{k: r[k] for k, _ in REAL_KEYS}, "count": r["count"]}
+
+        summary = {**flat(res), "model": first}
+        if "prior" in res:
+            summary["prior"] = flat(res["prior"])
         print(json.dumps(summary))
     return res
 

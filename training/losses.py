@@ -6,26 +6,22 @@
 - intermediate supervision: the same task losses on the auxiliary (intermediate) predictions, weight 0.3;
 - auxiliary tasks: image gradient, edge distance field, metric point map (L1), weight 0.003 each.
 
-`compute_losses(outputs, batch, cfg)` returns (total loss, {name: detached scalar}). Per-task depth losses are
-looked up in DEPTH_LOSSES by cfg["depth_loss"], so new ones (e.g. a scale-and-shift-invariant loss for affine
-teachers) plug in by adding an entry.
+`compute_losses(outputs, batch, cfg)` returns (total loss, {name: detached scalar}); cfg is a
+training.config.LossConfig (weights and switches, with their defaults). Depth known only up to scale and shift
+(samples whose "depth_affine" flag is set, e.g. a store made by an affine-invariant teacher) is compared after a
+per-sample least-squares alignment (the SSI loss) with `depth_loss: auto`, the default; the metric point-map
+auxiliary target is skipped for those samples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
+
+from training.config import LossConfig, to_dict, validate
 
 IGNORE_INDEX = 255
 
-DEFAULTS = {
-    "semantic": 1.0, "depth": 1.0, "normals": 1.0,
-    "dice": 1.0, "edge": 0.5, "freq": 0.1,
-    "intermediate": 0.3, "aux": 0.003,
-    "depth_loss": "l1",  # key of DEPTH_LOSSES
-    "depth_log": 0.0,  # extra weight on L1 of log depth (relative error), 0 = off
-}
+DEFAULTS = to_dict(LossConfig())  # the schema's defaults as a plain dict (what the helpers below take as `w`)
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -130,24 +126,28 @@ def align_scale_shift(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     return s * (pred - pm) + tm
 
 
-DEPTH_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "l1": depth_l1,
-    # scale-and-shift-invariant: depth_loss aligns pred to the target first, then applies every term
-    "ssi": depth_l1,
-}
+def aligned_samples(w: dict, affine: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+    """(B,) bool: which samples the depth loss aligns first. w["depth_loss"]: "ssi" all, "l1" none, "auto" the
+    samples whose `affine` flag ((B,) bool, the batch's "depth_affine"; None = all metric) is set."""
+    mode = w["depth_loss"]
+    if mode not in ("auto", "l1", "ssi"):
+        raise ValueError(f"loss.depth_loss must be 'auto', 'l1' or 'ssi', got {mode!r}")
+    if mode == "auto" and affine is not None:
+        return affine.reshape(-1).to(torch.bool)
+    return torch.full((batch_size,), mode == "ssi", dtype=torch.bool)
 
 
-def depth_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, w: dict) -> torch.Tensor:
-    """Depth task loss: DEPTH_LOSSES[w["depth_loss"]] + edge-aware + frequency (+ optional log-depth L1)."""
+def depth_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, w: dict,
+               affine: torch.Tensor | None = None) -> torch.Tensor:
+    """Depth task loss: masked L1 (after scale-and-shift alignment for the samples aligned_samples picks) +
+    edge-aware + frequency (+ optional log-depth L1). pred, target (B,1,H,W) metres, mask (B,1,H,W) bool,
+    affine (B,) bool or None."""
     if not mask.any():
         return pred.sum() * 0
-    try:
-        base = DEPTH_LOSSES[w["depth_loss"]]
-    except KeyError:
-        raise ValueError(f"unknown depth_loss {w['depth_loss']!r}; known: {sorted(DEPTH_LOSSES)}") from None
-    if w["depth_loss"] == "ssi":
-        pred = align_scale_shift(pred, target, mask)
-    loss = base(pred, target, mask)
+    align = aligned_samples(w, affine, pred.shape[0]).to(pred.device)
+    if align.any():
+        pred = torch.where(align.view(-1, 1, 1, 1), align_scale_shift(pred, target, mask), pred)
+    loss = depth_l1(pred, target, mask)
     if w["edge"] > 0:
         loss = loss + w["edge"] * edge_aware_loss(pred, target, mask)
     if w["freq"] > 0:
@@ -174,7 +174,7 @@ def normals_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, w
 def _task_losses(out: dict, batch: dict, w: dict) -> dict[str, torch.Tensor]:
     return {
         "semantic": semantic_loss(out["semantic_logits"], batch["semantic"], w),
-        "depth": depth_loss(out["depth"], batch["depth"], batch["depth_mask"], w),
+        "depth": depth_loss(out["depth"], batch["depth"], batch["depth_mask"], w, batch.get("depth_affine")),
         "normals": normals_loss(out["normals"], batch["normals"], batch["normals_mask"], w),
     }
 
@@ -186,14 +186,16 @@ def points_target(depth: torch.Tensor) -> torch.Tensor:
     return depth_to_points(depth)
 
 
-def compute_losses(outputs: dict, batch: dict, cfg: dict | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def compute_losses(outputs: dict, batch: dict, cfg: LossConfig | dict | None = None
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total training loss and its parts.
 
     outputs: the model's training-mode dict (semantic_logits, depth, normals, optional aux {semantic_logits, depth,
     normals, grad, edge_distance, points}); batch: collated dataset samples (optional targets "grad" (B,2,H,W) and
-    "edge_distance" (B,1,H,W); points come from depth). cfg: weights overriding DEFAULTS.
+    "edge_distance" (B,1,H,W), optional "depth_affine" (B,) bool; points come from the metric depth). cfg: a
+    LossConfig, or a dict of its keys (validated; missing keys take the defaults).
     """
-    w = {**DEFAULTS, **(cfg or {})}
+    w = to_dict(validate(LossConfig, cfg, "loss"))
     parts = _task_losses(outputs, batch, w)
     total = sum(w[k] * v for k, v in parts.items())
     logs = {f"loss/{k}": v.detach() for k, v in parts.items()}
@@ -209,9 +211,10 @@ def compute_losses(outputs: dict, batch: dict, cfg: dict | None = None) -> tuple
                 extra["grad"] = (aux["grad"] - batch["grad"]).abs().mean()
             if "edge_distance" in aux and "edge_distance" in batch:
                 extra["edge_distance"] = (aux["edge_distance"] - batch["edge_distance"]).abs().mean()
-            if "points" in aux:
-                extra["points"] = _masked_mean((aux["points"] - points_target(batch["depth"])).abs(),
-                                               batch["depth_mask"])
+            if "points" in aux:  # metric targets only: affine depth gives no metric points
+                metric = ~aligned_samples(w, batch.get("depth_affine"), batch["depth"].shape[0])
+                pmask = batch["depth_mask"] & metric.to(batch["depth_mask"].device).view(-1, 1, 1, 1)
+                extra["points"] = _masked_mean((aux["points"] - points_target(batch["depth"])).abs(), pmask)
             if extra:
                 total = total + w["aux"] * sum(extra.values())
                 logs.update({f"loss/aux_{k}": v.detach() for k, v in extra.items()})

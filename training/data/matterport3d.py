@@ -14,36 +14,45 @@ NYU-40 labelled copies). `depth_units_per_m` overrides the layout's default scal
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from training.config import validate
 from training.data.panorama_files import (
     MPCAT40_TO_ADE20K,
     NYU40_TO_ADE20K,
+    FilesConfig,
     PanoramaFilesDataset,
-    common_kwargs,
+    label_ids,
     lut_from_map,
-    read_indexed,
     read_raw,
 )
 
 DEFAULT_UNITS = {"mtpano": 1000.0, "list": 4000.0}
 
 
+@dataclass(kw_only=True)
+class Config(FilesConfig):
+    """Keys of kind "matterport3d" (plus FilesConfig's)."""
+
+    kind: Literal["matterport3d"] = "matterport3d"
+    layout: Literal["mtpano", "list"] = "mtpano"
+    list_file: str | None = None  # layout "list": lines "<rgb> <depth>" relative to root
+    scans: list[str] | None = None  # scan ids to keep (splits are per scan)
+    label_set: Literal["mpcat40", "nyu40"] = "mpcat40"
+    depth_units_per_m: float | None = None  # None: the layout's default (DEFAULT_UNITS)
+
+
 class Matterport3DDataset(PanoramaFilesDataset):
-    """Matterport3D panoramas. scans: optional list of scan ids to keep (splits are per scan)."""
+    """Matterport3D panoramas (cfg: Config)."""
 
-    default_max_depth_m = 10.0
-
-    def __init__(self, root, layout: str = "mtpano", list_file: str | None = None, scans: list[str] | None = None,
-                 label_set: str = "mpcat40", depth_units_per_m: float | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.root = Path(root)
-        if layout not in DEFAULT_UNITS:
-            raise ValueError(f"layout must be 'mtpano' or 'list', got {layout!r}")
-        if label_set not in ("mpcat40", "nyu40"):
-            raise ValueError(f"label_set must be 'mpcat40' or 'nyu40', got {label_set!r}")
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        layout, list_file, scans = cfg.layout, cfg.list_file, cfg.scans
+        label_set, depth_units_per_m = cfg.label_set, cfg.depth_units_per_m
         self.units = float(depth_units_per_m or DEFAULT_UNITS[layout])
         self.lut = lut_from_map(MPCAT40_TO_ADE20K if label_set == "mpcat40" else NYU40_TO_ADE20K)
         if layout == "mtpano":
@@ -78,11 +87,9 @@ class Matterport3DDataset(PanoramaFilesDataset):
         return read_raw(rec["depth"]).astype(np.float32) / self.units
 
     def read_semantic(self, rec: dict) -> np.ndarray:
-        return self.lut[read_indexed(rec["semantic"]).astype(np.int64).clip(0, 255)]
+        return self.lut[label_ids(rec["semantic"]).clip(0, 255)]
 
 
-def from_config(cfg: dict) -> Matterport3DDataset:
-    """build_dataset factory: cfg = {"kind": "matterport3d", "root": DIR, "size": [H, W], ...}; other keys are
-    the keyword arguments of the constructor and of the base class."""
-    extra = {k: cfg[k] for k in ("layout", "list_file", "scans", "label_set", "depth_units_per_m") if k in cfg}
-    return Matterport3DDataset(cfg["root"], **extra, **common_kwargs(cfg))
+def from_config(cfg: dict | Config) -> Matterport3DDataset:
+    """build_dataset factory: cfg = {"kind": "matterport3d", "root": DIR, ...} (keys: Config)."""
+    return Matterport3DDataset(validate(Config, cfg, "matterport3d"))

@@ -4,7 +4,11 @@ Each dataset module lists records (paths of one panorama's files) and decodes it
 a record into a sample of the dataset-sample contract at `out_hw`:
 "image" (3,H,W) float32 [0,1]; "depth" (1,H,W) float32 radial metres (0 invalid); "depth_mask" (1,H,W) bool;
 "normals" (3,H,W) float32 panorama frame (REP 103); "normals_mask" (1,H,W) bool; "semantic" (H,W) int64 ADE20K
-(255 ignore). `self.records[i]["name"]` names sample i.
+(255 ignore); "depth_affine" False (metric ground truth); with aux_targets "grad" and "edge_distance"
+(training.data.targets). `self.records[i]["name"]` names sample i. Index keys wrap (key % len picks the record) and
+seed the augmentation (random yaw roll and mirror, with aug_seed), so resumed runs and DDP ranks are reproducible.
+
+Config keys shared by the three kinds: FilesConfig (each kind's Config adds its own).
 
 Normals: `normals="from_depth"` (default) derives them from the ground-truth depth with
 mtpano_ros.geometry.normals_from_depth, which is exact in our frame whatever frame the dataset's normal images
@@ -15,7 +19,9 @@ use; `normals="file"` decodes the dataset's normal image ((n + 1) / 2 * 255, #80
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -76,6 +82,17 @@ def read_indexed(path: Path) -> np.ndarray:
         return np.array(im)
 
 
+def label_ids(path: Path) -> np.ndarray:
+    """(H, W) int64 class ids of a label PNG: palette indices, or grey values (also an RGB file whose three
+    channels are equal). Colour-coded labels are not ids: refuse them."""
+    ids = read_indexed(path)
+    if ids.ndim == 3:
+        if not (np.all(ids[..., 0] == ids[..., 1]) and np.all(ids[..., 0] == ids[..., 2])):
+            raise ValueError(f"{path}: expected a palette or greyscale PNG of class ids, got colour-coded RGB")
+        ids = ids[..., 0]
+    return ids.astype(np.int64)
+
+
 def decode_normal_image(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(H,W,3) uint8 (n+1)/2*255 -> (normals (H,W,3) float32 unit, valid (H,W) bool; #808080 = invalid)."""
     n = rgb.astype(np.float32) / 255.0 * 2.0 - 1.0
@@ -85,23 +102,35 @@ def decode_normal_image(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(valid[..., None], n / np.maximum(norm, 1e-6), 0.0).astype(np.float32), valid
 
 
+@dataclass(kw_only=True)
+class FilesConfig:
+    """Keys of every labelled-panorama kind (structured3d, stanford2d3d, matterport3d)."""
+
+    root: str  # the dataset folder
+    size: list[int] | None = None  # [H, W] of the samples; None = 512x1024 (train.py: the model's input size)
+    normals: Literal["from_depth", "file", "none"] = "from_depth"
+    normals_matrix: list[list[float]] | None = None  # 3x3, the normal files' frame -> REP 103 (normals: file)
+    max_depth_m: float = 10.0  # ground truth beyond this is invalid
+    augment: bool = False  # random yaw roll and mirror (exact for ERP ground truth)
+    aug_seed: int = 0
+    aux_targets: bool = True  # "grad" and "edge_distance" for the auxiliary heads
+
+
 class PanoramaFilesDataset(Dataset):
-    """Base: subclasses fill `self.records` (list of dicts of paths + "name") and implement the decoders."""
+    """Base: subclasses fill `self.records` (list of dicts of paths + "name") and implement the decoders.
+    cfg: the kind's Config (a FilesConfig)."""
 
-    default_max_depth_m = 10.0
-
-    def __init__(self, out_hw=(512, 1024), normals: str = "from_depth", normals_matrix=None,
-                 max_depth_m: float | None = None, augment: bool = False):
-        if normals not in ("from_depth", "file", "none"):
-            raise ValueError(f"normals must be 'from_depth', 'file' or 'none', got {normals!r}")
-        if normals == "file" and normals_matrix is None:
+    def __init__(self, cfg: FilesConfig):
+        if cfg.normals == "file" and cfg.normals_matrix is None:
             raise ValueError("normals='file' needs normals_matrix (3x3, the files' frame -> REP 103); "
                              "or use normals='from_depth'")
-        self.out_hw = tuple(out_hw)
-        self.normals_mode = normals
-        self.normals_matrix = None if normals_matrix is None else np.asarray(normals_matrix, np.float32)
-        self.max_depth_m = self.default_max_depth_m if max_depth_m is None else float(max_depth_m)
-        self.augment = augment
+        self.cfg = cfg
+        self.root = Path(cfg.root)
+        self.out_hw = tuple(cfg.size) if cfg.size else (512, 1024)
+        self.normals_mode = cfg.normals
+        self.normals_matrix = None if cfg.normals_matrix is None else np.asarray(cfg.normals_matrix, np.float32)
+        self.max_depth_m = float(cfg.max_depth_m)
+        self.augment = cfg.augment
         self.records: list[dict] = []
 
     # subclasses implement these three (plus optionally read_normals)
@@ -122,13 +151,15 @@ class PanoramaFilesDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int) -> dict:
         import cv2
 
         from mtpano_ros.geometry import normals_from_depth
         from training.data.pseudo_labels import mirror, yaw_roll
+        from training.data.targets import add_aux_targets
 
-        rec = self.records[index]
+        key = int(key)
+        rec = self.records[key % len(self.records)]
         H, W = self.out_hw
 
         def fit(x, nearest):
@@ -156,21 +187,12 @@ class PanoramaFilesDataset(Dataset):
         else:
             sample["normals"] = torch.zeros(3, H, W)
             sample["normals_mask"] = torch.zeros(1, H, W, dtype=torch.bool)
+        sample["depth_affine"] = torch.tensor(False)
         if self.augment:
-            import random
-
-            sample = yaw_roll(sample, random.randrange(W))
-            if random.random() < 0.5:
+            rng = np.random.default_rng([self.cfg.aug_seed, key])
+            sample = yaw_roll(sample, int(rng.integers(W)))
+            if rng.random() < 0.5:
                 sample = mirror(sample)
+        if self.cfg.aux_targets:  # after augmentation, from the final image and labels
+            sample = add_aux_targets(sample)
         return sample
-
-
-def common_kwargs(cfg: dict) -> dict:
-    """The base-class keyword arguments found in a build_dataset config."""
-    out = {}
-    if cfg.get("size") or cfg.get("out_hw"):
-        out["out_hw"] = tuple(cfg.get("size") or cfg.get("out_hw"))
-    for k in ("normals", "normals_matrix", "max_depth_m", "augment"):
-        if k in cfg:
-            out[k] = cfg[k]
-    return out

@@ -16,13 +16,16 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from mtpano_ros.geometry import perspective_depth_to_erp
+from training.config import validate
 
 CAM_KEYS = ("yaw_deg", "pitch_deg", "roll_deg", "fov_deg")
 
@@ -65,42 +68,55 @@ def mirror(sample: dict) -> dict:
     return out
 
 
-class PseudoLabelDataset(Dataset):
-    """Samples from a pseudo-label store. See the module doc.
+@dataclass(kw_only=True)
+class Config:
+    """Keys of kind "pseudo_labels"."""
 
-    root: the store directory. out_hw: sample size (H, W) (default: the store's erp_hw). depth: "patch" (one
-    random view) or "merged". min_semantic_conf / min_normals_conf: fused labels below these are ignored.
-    augment: random yaw rotation, mirroring and colour jitter. items: optional list of item ids (e.g. a split).
-    aux_targets: add "grad" (2,H,W) (image gradient) and "edge_distance" (1,H,W) (from the fused labels) for the
-    auxiliary heads. Index keys may exceed len(dataset): key % len picks the panorama and key (with aug_seed) seeds
-    the view choice and the augmentation, so a stream of keys is reproducible (exact resume).
-    rescan_s > 0: re-list the store's finished items at most this often, so training can start while
-    pseudo_label.py is still filling the store (the sample stream then depends on timing: no exact resume).
+    kind: Literal["pseudo_labels"] = "pseudo_labels"
+    root: str  # the store directory
+    size: list[int] | None = None  # [H, W] of the samples; None = the store's erp_hw (train.py: the model's)
+    depth: Literal["patch", "merged"] = "patch"  # one random view's patch, or the fused depth
+    min_semantic_conf: float = 0.3  # fused labels below these confidences are ignored
+    min_normals_conf: float = 0.5
+    augment: bool = True  # random yaw rotation, mirroring and colour jitter
+    aug_seed: int = 0
+    items: list[str] | None = None  # item ids to use (e.g. a split); None = all finished items
+    aux_targets: bool = True  # "grad" and "edge_distance" (from the fused labels) for the auxiliary heads
+    # > 0: re-list the store's finished items at most this often (seconds), so training can start while
+    # pseudo_label.py still fills the store (the sample stream then depends on timing: no exact resume)
+    rescan_s: float = 0.0
+    gravity_prior: bool = False  # use the store's gravity (up-direction) estimate as a prior
+
+
+class PseudoLabelDataset(Dataset):
+    """Samples from a pseudo-label store (cfg: Config or its dict). See the module doc.
+
+    Index keys may exceed len(dataset): key % len picks the panorama and key (with aug_seed) seeds the view choice
+    and the augmentation, so a stream of keys is reproducible (exact resume). "depth_affine" comes from the
+    store's meta.json ("depth_kind" other than "metric"): the loss then aligns scale and shift first.
     """
 
-    def __init__(self, root, out_hw: tuple[int, int] | None = None, depth: str = "patch",
-                 min_semantic_conf: float = 0.3, min_normals_conf: float = 0.5, augment: bool = True,
-                 items: list[str] | None = None, aux_targets: bool = True, aug_seed: int = 0,
-                 rescan_s: float = 0.0):
+    def __init__(self, cfg: dict | Config):
+        cfg = validate(Config, cfg, "pseudo_labels")
+        self.cfg = cfg
+        root, out_hw, depth, items = cfg.root, cfg.size, cfg.depth, cfg.items
         self.root = Path(root)
         meta_path = self.root / "meta.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{self.root} is not a pseudo-label store (no meta.json); make one with "
                                     "`python -m training.pseudo_label --out DIR ...`")
         self.meta = json.loads(meta_path.read_text())
-        if depth not in ("patch", "merged"):
-            raise ValueError(f"depth must be 'patch' or 'merged', got {depth!r}")
         self.depth_mode = depth
         self.erp_hw = tuple(self.meta["erp_hw"])
         self.out_hw = tuple(out_hw) if out_hw else self.erp_hw
-        self.min_semantic_conf = float(min_semantic_conf)
-        self.min_normals_conf = float(min_normals_conf)
-        self.augment = augment
-        self.aux_targets = aux_targets
-        self.aug_seed = int(aug_seed)
+        self.min_semantic_conf = cfg.min_semantic_conf
+        self.min_normals_conf = cfg.min_normals_conf
+        self.augment = cfg.augment
+        self.aux_targets = cfg.aux_targets
+        self.aug_seed = cfg.aug_seed
         self.depth_affine = self.meta.get("depth_kind", "metric") != "metric"
         self.fixed_items = items is not None
-        self.rescan_s = float(rescan_s)
+        self.rescan_s = cfg.rescan_s
         self._scanned = time.monotonic()
         self.items = list(items) if items is not None else self._scan()
         if not self.items:
@@ -182,20 +198,12 @@ class PseudoLabelDataset(Dataset):
             if rng.random() < 0.5:
                 sample = mirror(sample)
         if self.aux_targets:  # after augmentation, from the final image and labels
-            from training.data.synthetic import edge_distance, image_gradient
+            from training.data.targets import add_aux_targets
 
-            sample["grad"] = torch.from_numpy(image_gradient(sample["image"].permute(1, 2, 0).numpy()))
-            sample["edge_distance"] = torch.from_numpy(edge_distance(
-                sample["semantic"].numpy(), sample["merged_depth"][0].numpy()))
+            sample = add_aux_targets(sample, depth_key="merged_depth")
         return sample
 
 
-def from_config(cfg: dict) -> PseudoLabelDataset:
-    """build_dataset factory: {"kind": "pseudo_labels", "root": STORE, "size": [H, W] (optional), "depth":
-    "patch"|"merged", "min_semantic_conf", "min_normals_conf", "augment"}."""
-    size = cfg.get("size") or cfg.get("out_hw")
-    return PseudoLabelDataset(cfg["root"], out_hw=tuple(size) if size else None, depth=cfg.get("depth", "patch"),
-                              min_semantic_conf=cfg.get("min_semantic_conf", 0.3),
-                              min_normals_conf=cfg.get("min_normals_conf", 0.5), augment=cfg.get("augment", True),
-                              aux_targets=cfg.get("aux_targets", True), aug_seed=cfg.get("aug_seed", 0),
-                              rescan_s=cfg.get("rescan_s", 0.0))
+def from_config(cfg: dict | Config) -> PseudoLabelDataset:
+    """build_dataset factory: cfg = {"kind": "pseudo_labels", "root": STORE, ...} (keys: Config)."""
+    return PseudoLabelDataset(cfg)

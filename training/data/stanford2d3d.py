@@ -16,11 +16,13 @@ unknown are ignored. Folds: the common fold 1 (train areas 1,2,3,4,6; val 5a,5b)
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from training.data.panorama_files import IGNORE, PanoramaFilesDataset, common_kwargs, read_raw
+from training.config import validate
+from training.data.panorama_files import IGNORE, FilesConfig, PanoramaFilesDataset, read_raw
 
 CLASS_TO_ADE20K = {"ceiling": 5, "floor": 3, "wall": 0, "column": 42, "window": 8, "door": 14, "table": 15,
                    "chair": 19, "sofa": 23, "bookcase": 62}
@@ -36,18 +38,21 @@ def decode_semantic_rgb(rgb: np.ndarray, index_to_ade: np.ndarray) -> np.ndarray
     return np.where(ok, index_to_ade[np.where(ok, idx, 0)], IGNORE).astype(np.uint8)
 
 
+@dataclass(kw_only=True)
+class Config(FilesConfig):
+    """Keys of kind "stanford2d3d" (plus FilesConfig's)."""
+
+    kind: Literal["stanford2d3d"] = "stanford2d3d"
+    split: Literal["train", "val"] = "train"  # fold 1, see FOLDS
+    areas: list[str] | None = None  # e.g. ["area_1", "area_5a"] (instead of split)
+
+
 class Stanford2D3DDataset(PanoramaFilesDataset):
-    """Stanford 2D-3D-S panoramas."""
+    """Stanford 2D-3D-S panoramas (cfg: Config)."""
 
-    default_max_depth_m = 10.0
-
-    def __init__(self, root, split: str = "train", areas: list[str] | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.root = Path(root)
-        if areas is None:
-            if split not in FOLDS:
-                raise ValueError(f"split must be 'train' or 'val' (fold 1), or pass areas=; got {split!r}")
-            areas = list(FOLDS[split])
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        areas = list(cfg.areas) if cfg.areas is not None else list(FOLDS[cfg.split])
         labels_path = self.root / "assets" / "semantic_labels.json"
         names = json.loads(labels_path.read_text()) if labels_path.is_file() else []
         self.index_to_ade = np.array([CLASS_TO_ADE20K.get(n.split("_")[0], IGNORE) for n in names] or [IGNORE],
@@ -76,8 +81,6 @@ class Stanford2D3DDataset(PanoramaFilesDataset):
         return decode_semantic_rgb(read_raw(rec["semantic"])[..., :3], self.index_to_ade)
 
 
-def from_config(cfg: dict) -> Stanford2D3DDataset:
-    """build_dataset factory: cfg = {"kind": "stanford2d3d", "root": DIR, "size": [H, W], ...}; other keys are
-    the keyword arguments of the constructor and of the base class."""
-    extra = {k: cfg[k] for k in ("split", "areas") if k in cfg}
-    return Stanford2D3DDataset(cfg["root"], **extra, **common_kwargs(cfg))
+def from_config(cfg: dict | Config) -> Stanford2D3DDataset:
+    """build_dataset factory: cfg = {"kind": "stanford2d3d", "root": DIR, ...} (keys: Config)."""
+    return Stanford2D3DDataset(validate(Config, cfg, "stanford2d3d"))

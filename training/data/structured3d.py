@@ -13,33 +13,41 @@ Splits: the usual scene ranges (train 0-2999, val 3000-3249, test 3250-3499), or
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+from training.config import validate
 from training.data.panorama_files import (
     NYU40_TO_ADE20K,
+    FilesConfig,
     PanoramaFilesDataset,
-    common_kwargs,
+    label_ids,
     lut_from_map,
-    read_indexed,
     read_raw,
 )
 
 SPLITS = {"train": (0, 3000), "val": (3000, 3250), "test": (3250, 3500), "all": (0, 10**6)}
 
 
+@dataclass(kw_only=True)
+class Config(FilesConfig):
+    """Keys of kind "structured3d" (plus FilesConfig's)."""
+
+    kind: Literal["structured3d"] = "structured3d"
+    split: Literal["train", "val", "test", "all"] = "train"  # scene ranges, see SPLITS
+    config: Literal["full", "simple", "empty"] = "full"  # furniture configuration
+    light: Literal["raw", "cold", "warm"] = "raw"
+    scenes: list[int] | None = None  # scene ids to keep (instead of split)
+
+
 class Structured3DDataset(PanoramaFilesDataset):
-    """Structured3D panoramas. config: furniture configuration "full"|"simple"|"empty"; light: "raw"|"cold"|"warm"."""
+    """Structured3D panoramas (cfg: Config)."""
 
-    default_max_depth_m = 10.0
-
-    def __init__(self, root, split: str = "train", config: str = "full", light: str = "raw",
-                 scenes: list[int] | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.root = Path(root)
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        split, config, light, scenes = cfg.split, cfg.config, cfg.light, cfg.scenes
         lo, hi = SPLITS[split]
         self.lut = lut_from_map(NYU40_TO_ADE20K)
         for scene_dir in sorted(self.root.glob("scene_*")):
@@ -64,11 +72,9 @@ class Structured3DDataset(PanoramaFilesDataset):
         return read_raw(rec["depth"]).astype(np.float32) / 1000.0
 
     def read_semantic(self, rec: dict) -> np.ndarray:
-        return self.lut[read_indexed(rec["semantic"]).astype(np.int64).clip(0, 255)]
+        return self.lut[label_ids(rec["semantic"]).clip(0, 255)]
 
 
-def from_config(cfg: dict) -> Structured3DDataset:
-    """build_dataset factory: cfg = {"kind": "structured3d", "root": DIR, "size": [H, W], ...}; other keys are
-    the keyword arguments of the constructor and of the base class."""
-    extra = {k: cfg[k] for k in ("split", "config", "light", "scenes") if k in cfg}
-    return Structured3DDataset(cfg["root"], **extra, **common_kwargs(cfg))
+def from_config(cfg: dict | Config) -> Structured3DDataset:
+    """build_dataset factory: cfg = {"kind": "structured3d", "root": DIR, ...} (keys: Config)."""
+    return Structured3DDataset(validate(Config, cfg, "structured3d"))

@@ -1,12 +1,9 @@
 """Procedural panoramas with exact labels as a training dataset (kind "synthetic").
 
-cfg keys:
-    root: folder written by `python -m training.synthetic` (samples/NNNNNN.npz), or
-    seed, count, size: render scenes seed..seed+count-1 on the fly at size [H, W] (cached in memory);
-    size: optional [H, W] to resize stored samples to (area for rgb, nearest for labels);
-    augment: random yaw roll, mirror and colour jitter (default False);
-    aug_seed: seed of the augmentation stream (default 0);
-    aux_targets: add "grad" (2,H,W) and "edge_distance" (1,H,W) targets for the auxiliary heads (default True).
+cfg keys (Config): root: folder written by `python -m training.synthetic` (samples/NNNNNN.npz), or
+seed, count, size: render scenes seed..seed+count-1 on the fly at size [H, W] (cached in memory); size also resizes
+stored samples (area for rgb, nearest for labels); augment: random yaw roll, mirror and colour jitter; aug_seed: seed
+of the augmentation stream; aux_targets: "grad" and "edge_distance" targets for the auxiliary heads.
 
 Samples follow the dataset-sample contract (see training.data). Index keys larger than len(dataset) are allowed:
 key % len picks the panorama and key seeds its augmentation, so a sampler that enumerates a stream of keys makes
@@ -15,40 +12,36 @@ every epoch's augmentation different yet reproducible (used for exact resume).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 import torch
-from scipy.ndimage import distance_transform_edt
 from torch.utils.data import Dataset
 
-EDGE_DISTANCE_MAX_PX = 16.0
+from training.config import validate
+from training.data.targets import edge_distance, image_gradient
+
+__all__ = ["Config", "SyntheticPanoramas", "augment", "edge_distance", "from_config", "image_gradient", "to_sample"]
 
 
-def image_gradient(rgb: np.ndarray) -> np.ndarray:
-    """(H,W,3) float [0,1] -> (2,H,W) float32 central differences of the grey image along x (wrapping) and y."""
-    g = rgb.mean(-1)
-    gx = 0.5 * (np.roll(g, -1, 1) - np.roll(g, 1, 1))
-    gy = np.zeros_like(g)
-    gy[1:-1] = 0.5 * (g[2:] - g[:-2])
-    return np.stack([gx, gy]).astype(np.float32)
+@dataclass(kw_only=True)
+class Config:
+    """Keys of kind "synthetic"."""
 
-
-def edge_distance(semantic: np.ndarray, depth: np.ndarray, max_px: float = EDGE_DISTANCE_MAX_PX) -> np.ndarray:
-    """(1,H,W) float32 in [0,1]: distance in pixels to the nearest label boundary or depth jump (> 5 %), / max_px."""
-    edge = np.zeros(semantic.shape, bool)
-    for ax in (0, 1):
-        s1 = np.roll(semantic, -1, ax)
-        d1 = np.roll(depth, -1, ax)
-        jump = (semantic != s1) | (np.abs(depth - d1) > 0.05 * np.maximum(np.minimum(depth, d1), 1e-3))
-        if ax == 0:
-            jump[-1] = False
-        edge |= jump
-    if not edge.any():
-        return np.ones((1,) + semantic.shape, np.float32)
-    dist = distance_transform_edt(~edge)
-    return (np.minimum(dist, max_px) / max_px).astype(np.float32)[None]
+    kind: Literal["synthetic"] = "synthetic"
+    root: str | None = None  # a folder of stored samples; None = render seed..seed+count-1 on the fly
+    seed: int = 0
+    count: int = 100
+    size: list[int] | None = None  # [H, W]; needed without root (train.py: the model's input size)
+    scene_kind: Literal["auto", "indoor", "outdoor"] = "auto"
+    augment: bool = False
+    aug_seed: int = 0
+    aux_targets: bool = True
+    domain_randomization: bool = False  # randomised appearance of the procedural scenes
+    dr_strength: float = 1.0  # how strong the domain randomisation is (1 = the default range)
 
 
 def to_sample(rgb: np.ndarray, depth: np.ndarray, normals: np.ndarray, semantic: np.ndarray,
@@ -66,6 +59,7 @@ def to_sample(rgb: np.ndarray, depth: np.ndarray, normals: np.ndarray, semantic:
         "normals_mask": torch.from_numpy(nmask[None].copy()),
         "semantic": torch.from_numpy(semantic.astype(np.int64)),
     }
+    out["depth_affine"] = torch.tensor(False)
     if aux_targets:
         out["grad"] = torch.from_numpy(image_gradient(img))
         out["edge_distance"] = torch.from_numpy(edge_distance(semantic, depth))
@@ -106,17 +100,18 @@ def _resize(r: dict[str, np.ndarray], hw: tuple[int, int]) -> dict[str, np.ndarr
 
 
 class SyntheticPanoramas(Dataset):
-    """Procedural ERP panoramas with exact depth, normals and ADE20K labels (see module docstring for cfg)."""
+    """Procedural ERP panoramas with exact depth, normals and ADE20K labels. cfg: Config or its dict."""
 
-    def __init__(self, cfg: dict):
-        self.cfg = dict(cfg)
-        self.size = tuple(cfg["size"]) if cfg.get("size") else None
-        self.augment = bool(cfg.get("augment", False))
-        self.aug_seed = int(cfg.get("aug_seed", 0))
-        self.aux_targets = bool(cfg.get("aux_targets", True))
-        self.kind = cfg.get("scene_kind", "auto")
-        if cfg.get("root"):
-            root = Path(cfg["root"])
+    def __init__(self, cfg: dict | Config):
+        cfg = validate(Config, cfg, "synthetic")
+        self.cfg = cfg
+        self.size = tuple(cfg.size) if cfg.size else None
+        self.augment = cfg.augment
+        self.aug_seed = cfg.aug_seed
+        self.aux_targets = cfg.aux_targets
+        self.kind = cfg.scene_kind
+        if cfg.root:
+            root = Path(cfg.root)
             self.files = sorted((root / "samples").glob("*.npz"))
             self.files = [f for f in self.files if not f.name.endswith(".tmp.npz")]
             if not self.files:
@@ -127,7 +122,7 @@ class SyntheticPanoramas(Dataset):
             if self.size is None:
                 raise ValueError("synthetic dataset without 'root' needs 'size': [H, W] (and 'seed', 'count')")
             self.files = None
-            self.seeds = list(range(int(cfg.get("seed", 0)), int(cfg.get("seed", 0)) + int(cfg.get("count", 100))))
+            self.seeds = list(range(cfg.seed, cfg.seed + cfg.count))
             self._cache: dict[int, dict[str, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -154,3 +149,8 @@ class SyntheticPanoramas(Dataset):
             rgb, depth, normals, semantic = augment(rgb, depth, normals, semantic,
                                                     np.random.default_rng([self.aug_seed, key]))
         return to_sample(rgb, depth, normals, semantic, self.aux_targets)
+
+
+def from_config(cfg: dict | Config) -> SyntheticPanoramas:
+    """build_dataset factory: cfg = {"kind": "synthetic", ...} (keys: Config)."""
+    return SyntheticPanoramas(cfg)

@@ -17,18 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.config import parse_size
 from training.synthetic import make_scene, render_erp
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'256x512' -> (256, 512); errors explain the expected form."""
-    try:
-        h, w = (int(s) for s in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size must look like HEIGHTxWIDTH, e.g. 256x512; got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise ValueError(f"size must be positive, got {text!r}")
-    return h, w
 
 
 def render_sample(seed: int, height: int, width: int, kind: str = "auto") -> dict[str, np.ndarray]:
