@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,6 +205,34 @@ def test_mmseg_conversion_both_api_generations():
     assert conf[0, 0] > 0.99 and conf[1, 1] == pytest.approx(1 / 150, rel=1e-4)
 
 
+def test_internimage_code_loads_from_its_folder_without_sys_path(tmp_path):
+    """InternImage's segmentation/ layout: a package importing a namespace package (ops_dcnv3 has no __init__)."""
+    import sys
+
+    from training.teachers.internimage import load_packages
+
+    (tmp_path / "t13_ops" / "modules").mkdir(parents=True)
+    (tmp_path / "t13_ops" / "modules" / "__init__.py").write_text("from .dcn import OP\n")
+    (tmp_path / "t13_ops" / "modules" / "dcn.py").write_text("OP = 'dcn'\n")
+    (tmp_path / "t13_custom" / "models").mkdir(parents=True)
+    (tmp_path / "t13_custom" / "__init__.py").write_text("from .models import BACKBONE\n")
+    (tmp_path / "t13_custom" / "models" / "__init__.py").write_text(
+        "from t13_ops import modules\nBACKBONE = 'internimage+' + modules.OP\n")
+    path_before = list(sys.path)
+    try:
+        assert load_packages(tmp_path, ("t13_ops", "t13_custom", "t13_absent")) == ["t13_ops", "t13_custom"]
+        assert sys.path == path_before
+        import t13_custom
+
+        assert t13_custom.BACKBONE == "internimage+dcn"
+        assert load_packages(tmp_path, ("t13_ops", "t13_custom")) == []  # already imported: left alone
+    finally:
+        for name in [n for n in sys.modules if n.startswith(("t13_ops", "t13_custom"))]:
+            del sys.modules[name]
+    with pytest.raises(FileNotFoundError, match="segmentation"):
+        load_packages(tmp_path / "missing")
+
+
 def test_internimage_real_package_api():
     pytest.importorskip("mmseg")
     import mmseg.apis as apis
@@ -271,3 +301,124 @@ def test_teacher_spec_parsing():
     assert name == "internimage" and kw["config"] == "a.py" and kw["device"] == "cuda:0"
     assert parse_teacher_spec("oracle:seed=3")[1] == {"seed": 3}
     assert math.isclose(parse_teacher_spec("hf-depth:model_dir=x,max_depth_m=20.5")[1]["max_depth_m"], 20.5)
+
+
+# ------------------------------------------------------------------------------------------------ tflite (LiteRT)
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DEEPLAB = SHARED / "teachers" / "deeplabv3_mnv2_ade20k" / "lite-model_deeplabv3-mobilenetv2-ade20k_1_default_1.tflite"
+PANOS = SHARED / "data" / "panoramas"
+needs_deeplab = pytest.mark.skipif(not DEEPLAB.is_file(), reason=f"the DeepLabV3 ADE20K teacher is not at {DEEPLAB} "
+                                   "(../shared is only on the development machine)")
+
+
+@pytest.fixture(scope="module")
+def deeplab():
+    return build_teacher("tflite", model_path=str(DEEPLAB))
+
+
+def _real_views(name: str, yaw_deg: list[float], pitch_deg: list[float], hw=(200, 240)):
+    from training.pseudo_label import cut_views, read_panorama
+
+    path = PANOS / name
+    if not path.is_file():
+        pytest.skip(f"real panorama {path} absent (../shared is only on the development machine)")
+    n = len(yaw_deg)
+    cams = {"yaw_deg": np.asarray(yaw_deg, float), "pitch_deg": np.asarray(pitch_deg, float),
+            "roll_deg": np.zeros(n), "fov_deg": np.full(n, 90.0)}
+    return cut_views(read_panorama(path), cams, hw), cams
+
+
+@needs_deeplab
+def test_tflite_teacher_on_real_views_shapes_and_id_mapping(deeplab):
+    views, cams = _real_views("indoor_home_2048x1024.jpg", [0.0, 180.0], [20.0, -30.0])
+    out = deeplab(views, cams["fov_deg"], cams)
+    assert set(out) == {"semantic", "confidence"}  # semantic only: no depth, normals or validity mask
+    assert out["semantic"].shape == (2, 200, 240) and out["semantic"].dtype == np.uint8
+    assert out["confidence"].shape == (2, 200, 240) and out["confidence"].dtype == np.float32
+    assert deeplab.provides == frozenset({"semantic"}) and deeplab.depth_kind == "none"
+    # the mapping against the raw scores: 151 scores per pixel, class k -> ADE20K id k - 1
+    scores = deeplab.scores(views[0])
+    assert scores.shape == (200, 240, 151) and scores.dtype == np.float32
+    raw = scores.argmax(-1)
+    sem, conf = out["semantic"][0], out["confidence"][0]
+    kept = sem != 255
+    assert kept.mean() > 0.5
+    np.testing.assert_array_equal(sem[kept], raw[kept] - 1)
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    np.testing.assert_allclose(conf[kept], p.max(-1)[kept], atol=1e-5)
+    assert (conf[~kept] == 0).all() and (conf[kept] >= deeplab.min_confidence).all()
+    # an indoor view (door, walls, ceiling): the structural classes dominate
+    assert np.isin(sem[kept], [0, 5, 14]).mean() > 0.7
+
+
+@needs_deeplab
+def test_tflite_teacher_outdoor_view_sees_sky(deeplab):
+    views, cams = _real_views("outdoor_sunset_2050x1025.jpg", [0.0], [20.0])
+    sem = deeplab(views, cams["fov_deg"], cams)["semantic"][0]
+    assert (sem[:100] == 2).mean() > 0.5  # the upper half of a view above the horizon: ADE20K sky = 2
+
+
+@needs_deeplab
+def test_tflite_label_rules_other_thresholds_and_tilted_views(deeplab):
+    from training.teachers.tflite import TFLiteSegTeacher
+
+    # crafted scores: "other" (0) wins -> 255; class 4 (floor) -> 3; weak wall (class 1) under its 0.5 bar -> 255
+    s = np.zeros((1, 4, 151), np.float32)
+    s[0, 0, 0] = 20.0
+    s[0, 1, 4] = 20.0
+    s[0, 2, 1] = np.log(0.45 / 0.55 * 150)  # softmax p(wall) = 0.45: above the base 0.3, below wall's 0.5
+    s[0, 3, 4] = np.log(0.6 / 0.4 * 150)  # p(floor) = 0.6
+    sem, conf, raw = deeplab.label_scores(s)
+    assert raw[0].tolist() == [0, 4, 1, 4]
+    assert sem[0].tolist() == [255, 3, 255, 3]
+    assert conf[0, 0] == 0 and conf[0, 1] > 0.99 and conf[0, 2] == 0
+    np.testing.assert_allclose(conf[0, 3], 0.6, atol=1e-5)
+    loose = TFLiteSegTeacher(str(DEEPLAB), class_min_confidence={}, min_confidence=0.0)
+    assert loose.label_scores(s)[0][0].tolist() == [255, 3, 0, 3]
+    strict = TFLiteSegTeacher(str(DEEPLAB), class_min_confidence="floor:0.7;5:0.2")
+    assert strict.class_min_confidence == {3: 0.7, 5: 0.2}
+    assert strict.label_scores(s)[0][0].tolist() == [255, 3, 0, 255]  # wall falls back to the base 0.3
+    with pytest.raises(ValueError, match="unknown ADE20K class"):
+        TFLiteSegTeacher(str(DEEPLAB), class_min_confidence="walls:0.5")
+    # views pitched beyond max_abs_pitch_deg stay unlabelled (the model only knows upright photographs)
+    views, cams = _real_views("indoor_home_2048x1024.jpg", [0.0, 0.0], [0.0, 85.0], hw=(64, 64))
+    out = deeplab(views, cams["fov_deg"], cams)
+    assert (out["semantic"][1] == 255).all() and (out["confidence"][1] == 0).all()
+    assert (out["semantic"][0] != 255).any()
+
+
+def test_tflite_teacher_errors_and_spec():
+    assert parse_teacher_spec("tflite:/m/x.tflite") == ("tflite", {"model_path": "/m/x.tflite"})
+    name, kw = parse_teacher_spec("tflite:model_path=/m/x.tflite,class_min_confidence=wall:0.7,min_confidence=0.2")
+    assert kw == {"model_path": "/m/x.tflite", "class_min_confidence": "wall:0.7", "min_confidence": 0.2}
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        build_teacher("tflite", model_path="/nonexistent/model.tflite")
+
+
+@needs_deeplab
+def test_tflite_semantic_only_store_and_dataset(tmp_path):
+    """A semantic-only teacher through the pseudo-label store: no geometry stored, no geometry supervised."""
+    from training import pseudo_label as pl
+    from training.data.pseudo_labels import from_config
+
+    pano = PANOS / "indoor_cabin_1024x512.jpg"
+    if not pano.is_file():
+        pytest.skip(f"real panorama {pano} absent")
+    store = tmp_path / "store"
+    assert pl.main(["--input", str(pano), "--out", str(store), "--teacher", f"tflite:{DEEPLAB}", "--layout", "ico12",
+                    "--ico-fov", "100", "--view-size", "48x48", "--erp-size", "32x64", "--device", "cpu"]) == 0
+    item = next((store / "items").iterdir())
+    with np.load(item / "views.npz") as v:
+        assert {"zdepth", "normals", "valid"}.isdisjoint(v.files)
+        assert (v["semantic"][np.abs(v["pitch_deg"]) > 60] == 255).all()  # the two polar views: unlabelled
+    with np.load(item / "merged.npz") as m:
+        assert set(m.files) == {"semantic", "semantic_conf"}
+        assert (m["semantic"] != 255).mean() > 0.5
+    meta = json.loads((store / "meta.json").read_text())
+    assert meta["teacher"]["name"] == "tflite" and meta["teacher"]["provides"] == ["semantic"]
+    for depth in ("patch", "merged"):
+        s = from_config({"kind": "pseudo_labels", "root": str(store), "depth": depth})[0]
+        assert not s["depth_mask"].any() and not s["normals_mask"].any() and not s["merged_depth_mask"].any()
+        assert (s["depth"] == 0).all() and (s["normals"] == 0).all()
+        assert (s["semantic"] != 255).any() and s["semantic"].shape == (32, 64)

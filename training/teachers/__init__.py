@@ -1,14 +1,15 @@
 """Perspective teachers for label-free distillation (see `training.teachers.base` for the interface).
 
 build_teacher("oracle") / ("moge2", pretrained=DIR) / ("internimage", config=..., checkpoint=...) /
-("hf-depth", model_dir=DIR) / ("hf-seg", model_dir=DIR). Heavy packages load only when a teacher is built.
+("hf-depth", model_dir=DIR) / ("hf-seg", model_dir=DIR) / ("tflite", model_path=FILE.tflite). Heavy packages
+load only when a teacher is built.
 """
 
 from __future__ import annotations
 
 from training.teachers.base import CombinedTeacher, Teacher
 
-TEACHERS = ("moge2", "internimage", "hf-depth", "hf-seg", "oracle")
+TEACHERS = ("moge2", "internimage", "hf-depth", "hf-seg", "tflite", "oracle")
 
 
 def build_teacher(name: str, **kwargs) -> Teacher:
@@ -33,6 +34,10 @@ def build_teacher(name: str, **kwargs) -> Teacher:
         from training.teachers.hf import HFSegTeacher
 
         return HFSegTeacher(**kwargs)
+    if name == "tflite":
+        from training.teachers.tflite import TFLiteSegTeacher
+
+        return TFLiteSegTeacher(**kwargs)
     raise ValueError(f"unknown teacher {name!r}; expected one of {TEACHERS}")
 
 
@@ -43,7 +48,7 @@ def parse_teacher_spec(spec: str) -> tuple[str, dict]:
     if not rest:
         return name, kwargs
     if "=" not in rest:
-        key = {"moge2": "pretrained", "hf-depth": "model_dir", "hf-seg": "model_dir"}.get(name)
+        key = {"moge2": "pretrained", "hf-depth": "model_dir", "hf-seg": "model_dir", "tflite": "model_path"}.get(name)
         if key is None:
             raise ValueError(f"teacher spec {spec!r}: give key=value pairs for {name}")
         return name, {key: rest}
