@@ -185,3 +185,90 @@ def seam_score(x: np.ndarray, mask: np.ndarray | None = None, near: int = 2) -> 
     if inner <= 0:
         return float("nan") if seam <= 0 else float("inf")
     return float(seam / inner)
+
+
+# ------------------------------------------------------------------------------------------------ real photographs
+STRUCTURAL_CLASSES = {"wall": 0, "floor": 3, "ceiling": 5}  # ADE20K-150 ids
+REAL_GT_MAX_DEPTH_M = 10.0
+PRIOR_BAND_DEG = 25.0
+
+
+def structural_iou(pred: np.ndarray, gt: np.ndarray, ignore_index: int = IGNORE_INDEX) -> dict[str, float]:
+    """IoU (fractions in [0, 1]) of wall, floor and ceiling over the pixels that have a label, and their mean.
+
+    pred, gt: (H, W) ADE20K ids; gt == ignore_index has no label and is skipped. IoU_c = |pred=c & gt=c| /
+    |pred=c | gt=c| over labelled pixels, so pixels of other labelled classes (doors, windows) predicted as c
+    count against c. Returns {"iou_wall", "iou_floor", "iou_ceiling", "structural_miou"}; a class absent from
+    both pred and gt is NaN and left out of the mean.
+    """
+    pred = np.asarray(pred)
+    gt = np.asarray(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred and gt must have the same shape; got {pred.shape} and {gt.shape}")
+    lab = gt != ignore_index
+    out = {}
+    for name, c in STRUCTURAL_CLASSES.items():
+        p, g = (pred == c) & lab, gt == c
+        union = int((p | g).sum())
+        out[f"iou_{name}"] = float((p & g).sum() / union) if union else float("nan")
+    vals = [out[f"iou_{n}"] for n in STRUCTURAL_CLASSES if np.isfinite(out[f"iou_{n}"])]
+    out["structural_miou"] = float(np.mean(vals)) if vals else float("nan")
+    return out
+
+
+def real_gt_metrics(pred_depth: np.ndarray, pred_normals: np.ndarray, pred_semantic: np.ndarray,
+                    gt_depth: np.ndarray, gt_normals: np.ndarray, gt_labels: np.ndarray,
+                    max_depth_m: float = REAL_GT_MAX_DEPTH_M) -> dict[str, float]:
+    """The protocol of `../shared/data/real_gt/README.md` on one panorama (all maps at the ground truth's size).
+
+    pred_depth (H, W) radial metres; pred_normals (H, W, 3) panorama frame (REP 103); pred_semantic (H, W) ADE20K
+    ids. gt_depth (H, W) radial metres, 0 = none; gt_normals (H, W, 3) unit, NaN = none; gt_labels (H, W) uint8,
+    255 = none.
+    Depth: AbsRel, metric and median-aligned (scale = median(gt) / median(pred) over the valid pixels, plain
+    medians), each pixel weighted by cos(latitude). The 10 m cap: ground truth beyond max_depth_m is excluded
+    and predictions are clipped to [1 mm, max_depth_m] after the alignment. Normals: mean angle (degrees) over
+    the pixels with a ground-truth normal, weighted by cos(latitude) too. Semantics: structural_iou (pixel
+    counts, unweighted). These choices reproduce the README's reference numbers of the trivial priors.
+    Returns depth_abs_rel, depth_abs_rel_median_aligned, depth_delta1(_median_aligned), normal_mean_deg,
+    normal_median_deg, iou_wall, iou_floor, iou_ceiling, structural_miou.
+    """
+    gd = np.asarray(gt_depth, np.float64)
+    gn = np.nan_to_num(np.asarray(gt_normals, np.float64), nan=0.0)
+    metric = depth_metrics(pred_depth, gd, max_depth_m=max_depth_m, lat_weighted=True)
+    valid = np.isfinite(gd) & (gd > 0) & (gd <= max_depth_m)
+    aligned = np.asarray(pred_depth, np.float64)
+    if valid.any():
+        p = aligned[valid]
+        p = np.where(np.isfinite(p) & (p > 0), p, 1e-3)
+        aligned = aligned * (np.median(gd[valid]) / max(float(np.median(p)), 1e-12))
+    med = depth_metrics(aligned, gd, max_depth_m=max_depth_m, lat_weighted=True)
+    nm = normal_metrics(pred_normals, gn, lat_weighted=True)
+    out = {"depth_abs_rel": metric["abs_rel"], "depth_abs_rel_median_aligned": med["abs_rel"],
+           "depth_delta1": metric["delta1"], "depth_delta1_median_aligned": med["delta1"],
+           "normal_mean_deg": nm["mean"], "normal_median_deg": nm["median"]}
+    out.update(structural_iou(pred_semantic, gt_labels))
+    return out
+
+
+def latitude_priors(height: int, width: int, band_deg: float = PRIOR_BAND_DEG,
+                    depth_m: float = 1.0) -> dict[str, np.ndarray]:
+    """The trivial priors the real-photo numbers are compared with, on an (H, W) ERP grid (DESIGN §3 angles).
+
+    "depth" (H, W) float32: depth_m everywhere (a constant: only its median-aligned score means anything);
+    "normals" (H, W, 3) float32 panorama frame: +z (floor) below -band_deg latitude, -z (ceiling) above
+    +band_deg, and between them a vertical wall facing the camera, -(cos lon, sin lon, 0);
+    "semantic" (H, W) uint8: ceiling (5) above +band_deg, floor (3) below -band_deg, wall (0) between.
+    """
+    lat = (0.5 - (np.arange(height) + 0.5) / height) * np.pi
+    lon = (0.5 - (np.arange(width) + 0.5) / width) * 2 * np.pi
+    lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
+    b = np.radians(band_deg)
+    up, down = lat2 > b, lat2 < -b
+    normals = np.stack((-np.cos(lon2), -np.sin(lon2), np.zeros_like(lon2)), -1)
+    normals[up] = (0.0, 0.0, -1.0)
+    normals[down] = (0.0, 0.0, 1.0)
+    sem = np.full((height, width), STRUCTURAL_CLASSES["wall"], np.uint8)
+    sem[up] = STRUCTURAL_CLASSES["ceiling"]
+    sem[down] = STRUCTURAL_CLASSES["floor"]
+    return {"depth": np.full((height, width), depth_m, np.float32), "normals": normals.astype(np.float32),
+            "semantic": sem}
