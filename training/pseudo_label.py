@@ -3,6 +3,7 @@
     python training/pseudo_label.py --input PANOS_DIR --out STORE --geometry-teacher moge2:DIR \
         --semantic-teacher hf-seg:DIR                      # real teachers (any folder of ERP images)
     python training/pseudo_label.py --synthetic 0:200 --out STORE --teacher oracle   # procedural scenes
+    mtpano-pseudo-label ...                                                           # the same, installed
     torchrun --nproc_per_node 4 training/pseudo_label.py ...                          # sharded (RANK/WORLD_SIZE)
 
 Each panorama is cut into perspective views (MTPano's random layout: 32 views, horizontal FOV 80-120 deg, any
@@ -294,12 +295,9 @@ def build_teachers(args, device: str):
     return CombinedTeacher(one(args.geometry_teacher), one(args.semantic_teacher))
 
 
-def parse_hw(text: str) -> tuple[int, int]:
-    h, _, w = text.lower().partition("x")
-    return (int(h), int(w)) if w else (int(h), int(h))
-
-
 def main(argv: list[str] | None = None) -> int:
+    from training.config import parse_size as parse_hw
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)

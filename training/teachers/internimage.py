@@ -10,11 +10,20 @@ Facts used (OpenGVLab/InternImage `segmentation/README.md` and its image demo; m
   `pred_sem_seg.data` (1, H, W) and `seg_logits.data` (C, H, W).
 The 0.x API gives no scores, so its confidence is 1 everywhere; the 1.x path uses the softmax maximum.
 Checkpoints: `upernet_internimage_h_896_160k_ade20k.py` / `.pth` (InternImage-H, the teacher MTPano names).
+
+Code location: InternImage's backbone lives in its repository's `segmentation/` folder as the packages
+`ops_dcnv3` (DCNv3 modules; needs its compiled `DCNv3` extension installed), `mmcv_custom` and `mmseg_custom`.
+Pass that folder as `internimage_root` (teacher spec `internimage:config=CFG,checkpoint=CKPT,internimage_root=DIR`):
+the three packages are imported from it by file location (`load_packages`), never by editing `sys.path`. Without
+it, they are imported if installed, and plain mmseg ADE20K models need none of them.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -49,6 +58,40 @@ def convert_mmseg_result(result, num_classes: int = 150) -> tuple[np.ndarray, np
     return sem, np.where(bad, 0.0, conf).astype(np.float32)
 
 
+INTERNIMAGE_PACKAGES = ("ops_dcnv3", "mmcv_custom", "mmseg_custom")  # import order: mmseg_custom uses ops_dcnv3
+
+
+def load_packages(root: str | Path, names: tuple[str, ...] = INTERNIMAGE_PACKAGES) -> list[str]:
+    """Import the top-level packages `names` found as folders of `root` by file location (a folder without
+    __init__.py becomes a namespace package), without touching sys.path; their submodules then import normally.
+    Names already imported, or without a folder in root, are left alone. Returns the names imported here."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"internimage_root {root} is not a folder; pass InternImage's segmentation/ folder "
+                                f"(it holds {', '.join(names)})")
+    loaded = []
+    for name in names:
+        folder = root / name
+        if name in sys.modules or not folder.is_dir():
+            continue
+        init = folder / "__init__.py"
+        if init.is_file():
+            spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(folder)])
+        else:
+            spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            spec.submodule_search_locations = [str(folder)]
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            if spec.loader is not None:
+                spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        loaded.append(name)
+    return loaded
+
+
 class InternImageTeacher(Teacher):
     """ADE20K semantics from an mmsegmentation model (InternImage-H by default, any mmseg ADE20K model works)."""
 
@@ -56,18 +99,21 @@ class InternImageTeacher(Teacher):
     provides = frozenset({"semantic"})
 
     def __init__(self, config: str, checkpoint: str, device: str = "cpu", internimage_root: str | None = None):
-        if internimage_root:
-            sys.path.insert(0, str(internimage_root))  # InternImage's segmentation/ folder (mmcv_custom, ...)
+        """config, checkpoint: the mmseg config (.py) and weights (.pth); internimage_root: InternImage's
+        segmentation/ folder (see the module docstring), None for installed packages or plain mmseg models."""
         try:
             import mmseg  # noqa: F401
         except ImportError as e:
             raise ImportError("the internimage teacher needs mmsegmentation (InternImage pins mmseg 0.27 + "
                               "mmcv-full 1.5) and InternImage's segmentation/ folder (pass internimage_root)") from e
-        try:  # registers InternImage's backbone; absent for plain mmseg models
-            import mmcv_custom  # noqa: F401
-            import mmseg_custom  # noqa: F401
-        except ImportError:
-            pass
+        if internimage_root:  # registers InternImage's backbone and its DCNv3 op
+            load_packages(internimage_root)
+        else:
+            try:  # installed copies, if any; absent for plain mmseg models
+                import mmcv_custom  # noqa: F401
+                import mmseg_custom  # noqa: F401
+            except ImportError:
+                pass
         self.config, self.checkpoint = str(config), str(checkpoint)
         try:
             from mmseg.apis import inference_segmentor, init_segmentor  # mmseg 0.x
