@@ -4,9 +4,12 @@
     ros2 launch mtpano_ros replay.launch.py panos:=robot.mcap rate_hz:=5 backend:=tensorrt use_rviz:=false
 
 Arguments: panos (required: folder of .jpg/.png panoramas, one image or an .mcap bag), rate_hz (default 1),
-backend, model, use_rviz (default true) — the last three as in perception.launch.py. The panoramas loop until
-Ctrl-C on the node's default input topic `image`.
+use_rviz (default true), and namespace, params_file and every runtime option (backend, model, ...) as in
+perception.launch.py (given ones override the params file). The panoramas loop until Ctrl-C on the node's input
+topic `image` (in the namespace).
 """
+
+from dataclasses import fields
 
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
@@ -15,31 +18,37 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
+from mtpano_ros.runtime.options import RuntimeOptions
 
 PACKAGE = "mtpano_ros"
 
 
 def generate_launch_description() -> LaunchDescription:
     """Launch description: perception.launch.py (node, optional RViz) plus mtpano-replay looping `panos`."""
+    share = FindPackageShare(PACKAGE)
+    runtime = [f.name for f in fields(RuntimeOptions)]
     arguments = [
         DeclareLaunchArgument("panos", description="Folder of .jpg/.png panoramas, one image, or an .mcap bag"),
         DeclareLaunchArgument("rate_hz", default_value="1.0", description="Replay rate in Hz"),
-        DeclareLaunchArgument("backend", default_value="auto",
-                              choices=["auto", "tensorrt", "onnxruntime", "torch"], description="Inference backend"),
-        DeclareLaunchArgument("model", default_value="default", description="Bundled model name or weights path"),
         DeclareLaunchArgument("use_rviz", default_value="true", choices=["true", "false"],
                               description="Start rviz2 with the package's RViz config"),
+        DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node and the replay"),
+        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "perception.yaml"]),
+                              description="Node parameters file"),
+        *[DeclareLaunchArgument(name, default_value="", description=f"runtime option {name} (as in "
+                                                                     "perception.launch.py; empty = params file)")
+          for name in runtime],
     ]
+    forwarded = ["use_rviz", "namespace", "params_file", *runtime]
     perception = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(PathJoinSubstitution([FindPackageShare(PACKAGE), "launch",
-                                                            "perception.launch.py"])),
-        launch_arguments={"image_topic": "image", "backend": LaunchConfiguration("backend"),
-                          "model": LaunchConfiguration("model"), "use_rviz": LaunchConfiguration("use_rviz")}.items(),
+        PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "perception.launch.py"])),
+        launch_arguments=[("image_topic", "image"), *((name, LaunchConfiguration(name)) for name in forwarded)],
     )
     replay = Node(
         package=PACKAGE,
         executable="mtpano-replay",
         name="mtpano_replay",
+        namespace=LaunchConfiguration("namespace"),
         output="screen",
         arguments=[LaunchConfiguration("panos"), "--rate-hz", LaunchConfiguration("rate_hz"), "--loop"],
     )

@@ -1,6 +1,9 @@
-"""The node's parameters: every one declared with a description (and a range for numbers), and
-config/perception.yaml lists exactly them with values of the declared types, within range."""
+"""The node's parameters: every one declared with a description (and a range for numbers); config/perception.yaml
+lists exactly them (keyed /**/mtpano_perception) with values of the declared types, within range; and the runtime
+options agree in name, default and description across RuntimeOptions, the YAML, the node and the launch file."""
 
+import importlib.util
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -8,8 +11,15 @@ import yaml
 
 pytest.importorskip("rclpy")
 from mtpano_ros.ros.node import _CHOICES, NODE_NAME, PARAMETERS  # noqa: E402
+from mtpano_ros.runtime.options import RuntimeOptions, option_choices, option_range  # noqa: E402
 
-CONFIG = Path(__file__).resolve().parents[1] / "config" / "perception.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "config" / "perception.yaml"
+YAML_KEY = f"/**/{NODE_NAME}"
+
+
+def _yaml_values() -> dict:
+    return yaml.safe_load(CONFIG.read_text())[YAML_KEY]["ros__parameters"]
 
 
 def test_parameters_have_descriptions_and_ranges():
@@ -29,13 +39,47 @@ def test_parameters_have_descriptions_and_ranges():
 
 
 def test_config_file_matches_declared_parameters():
-    values = yaml.safe_load(CONFIG.read_text())[NODE_NAME]["ros__parameters"]
+    config = yaml.safe_load(CONFIG.read_text())
+    assert list(config) == [YAML_KEY]  # one entry, for the node under any namespace
+    values = _yaml_values()
     assert set(values) == set(PARAMETERS)
     for name, value in values.items():
         default, descriptor = PARAMETERS[name]
         assert type(value) is type(default), (name, value, default)  # a float written as 0 would not load
+        assert value == default, f"{name}: perception.yaml says {value!r}, the node's default is {default!r}"
         if isinstance(value, str) and name in _CHOICES:
             assert value in _CHOICES[name]
         if isinstance(value, int) and not isinstance(value, bool):
             (rng,) = descriptor.integer_range
             assert rng.from_value <= value <= rng.to_value, name
+
+
+def test_runtime_options_agree_across_dataclass_yaml_node_and_launch_file():
+    values = _yaml_values()
+    for f in fields(RuntimeOptions):
+        default, descriptor = PARAMETERS[f.name]
+        assert default == f.default and type(default) is type(f.default), f.name
+        assert descriptor.description == f.metadata["description"], f.name
+        assert descriptor.read_only, f.name  # the backend is built once
+        assert values[f.name] == f.default, f.name
+        if option_choices(f.name):
+            assert _CHOICES[f.name] == option_choices(f.name)
+        rng = option_range(f.name)
+        if rng is not None and not isinstance(f.default, bool):
+            (r,) = descriptor.integer_range if isinstance(f.default, int) else descriptor.floating_point_range
+            assert (r.from_value, r.to_value) == pytest.approx(rng), f.name
+
+    pytest.importorskip("launch_ros", reason="launch_ros is not installed (make test installs it from "
+                                              "../shared/wheels when that folder exists)")
+    from launch.actions import DeclareLaunchArgument
+
+    spec = importlib.util.spec_from_file_location("perception_launch", ROOT / "launch" / "perception.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    declared = {e.name: e for e in module.generate_launch_description().entities
+                if isinstance(e, DeclareLaunchArgument)}
+    for f in fields(RuntimeOptions):
+        arg = declared[f.name]
+        assert f.metadata["description"] in arg.description and repr(f.default) in arg.description, f.name
+        assert "".join(s.perform(None) for s in arg.default_value) == "", f.name  # empty: the params file decides
+    assert {"image_topic", "params_file", "namespace", "use_rviz", "rviz_config"} <= set(declared)
