@@ -205,9 +205,12 @@ def _store(root):
 
 
 def _synthetic_folder(root):
-    from training.synthetic.__main__ import main as write
-
-    write(["--out", str(root), "--count", "3", "--seed", "5", "--size", f"{H}x{W}"])
+    """The folder format of `python -m training.synthetic`: samples/NNNNNN.npz."""
+    (root / "samples").mkdir(parents=True)
+    for i in range(3):
+        r = synthetic.render_erp(synthetic.make_scene(5 + i), H, W)
+        np.savez_compressed(root / "samples" / f"{i:06d}.npz", rgb=r["rgb"], depth=r["depth"],
+                            normals=r["normals"].astype(np.float16), semantic=r["semantic"], seed=np.int64(5 + i))
     return str(root)
 
 

@@ -5,7 +5,8 @@
     torchrun --nproc_per_node 2 training/train.py --config ... train.device=cpu     # DDP (gloo on CPU)
 
 `training` is installed with the package, so this runs from any folder (relative paths are relative to the current
-folder). Overrides are dotted keys with YAML values, e.g. `train.steps=2000 data.train.root=runs/data/train
+folder; a second checkout, e.g. a git worktree, that shares the venv puts its root on PYTHONPATH to import its
+own `training`). Overrides are dotted keys with YAML values, e.g. `train.steps=2000 data.train.root=runs/data/train
 out_dir=runs/x`. The config schema, with every key and default, is training/config.py: `out_dir`, `model`
 {name, overrides, init}, `data` {train: a dataset config, see training/data}, `loss` (weights), `train` (steps,
 batch_size, lr, ...). An unknown key or a wrong type stops the run naming the key and the nearest valid one; the
@@ -196,8 +197,7 @@ def _rank_seed(seed: int, rank: int) -> int:
 def train(cfg: Config | dict) -> Path:
     """Run (or resume) training as configured (a Config, or a raw dict that check_config validates); returns
     the folder of the final weights (out_dir/final), or out_dir/latest when train.stop_at stopped it."""
-    if not isinstance(cfg, Config):
-        cfg = check_config(cfg)
+    cfg = check_config(to_dict(cfg) if isinstance(cfg, Config) else cfg)  # idempotent; fills the dataset size
     tc = cfg.train
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
