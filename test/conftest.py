@@ -41,6 +41,31 @@ def ros_domain_id() -> int:
     return domain
 
 
+def brute_force_scan(depth, num_beams: int, lo: float, hi: float, rmin: float = 0.0, rmax: float = float("inf")):
+    """The virtual scan of DESIGN §5 by brute force, for cross-checks: per beam i (azimuth -pi + i * 2pi/N), the
+    wrapped azimuth difference to every pixel, nearest-beam bins [-inc/2, inc/2), the smallest horizontal distance
+    d cos(lat) of the pixels with height d sin(lat) in [lo, hi] and horizontal distance in [rmin, rmax]; +inf if
+    none. depth (H, W) radial metres, NaN invalid. Returns (N,) float64."""
+    import numpy as np
+
+    from mtpano_ros.geometry import erp_lonlat_grid_np
+
+    grid = erp_lonlat_grid_np(*depth.shape)
+    lon, lat = grid[..., 0], grid[..., 1]
+    inc = 2 * np.pi / num_beams
+    d = np.asarray(depth, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        horiz, z = d * np.cos(lat), d * np.sin(lat)
+        ok = (d > 0) & (z >= lo) & (z <= hi) & (horiz >= rmin) & (horiz <= rmax)
+    out = np.full(num_beams, np.inf)
+    for i in range(num_beams):
+        diff = (lon - (-np.pi + i * inc) + np.pi) % (2 * np.pi) - np.pi
+        sel = ok & (diff >= -inc / 2 - 1e-9) & (diff < inc / 2 - 1e-9)
+        if sel.any():
+            out[i] = horiz[sel].min()
+    return out
+
+
 def wait_for(predicate, timeout_s: float, period_s: float = 0.05) -> bool:
     """Poll predicate() until it is truthy or timeout_s passes; returns its last truth value."""
     end = time.monotonic() + timeout_s

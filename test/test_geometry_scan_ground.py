@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import brute_force_scan
 
 from mtpano_ros.geometry import erp_lonlat_grid_np, erp_ray_grid_np
 from mtpano_ros.geometry.ground import GROUND_CLASSES, ScaleSmoother, ground_height, ground_scale
@@ -30,24 +31,6 @@ def box_room(hw: tuple[int, int], half_xy: tuple[float, float], below_m: float, 
     which = t.argmin(axis=-1)
     labels = np.choose(which, [WALL, WALL, FLOOR, 5]).astype(np.uint8)
     return t.min(axis=-1).astype(np.float32), labels
-
-
-def brute_force_scan(depth, num_beams, lo, hi, rmin=0.0, rmax=np.inf):
-    """Per beam: wrapped azimuth difference to every pixel, nearest-beam bins [-inc/2, inc/2), min horizontal."""
-    grid = erp_lonlat_grid_np(*depth.shape)
-    lon, lat = grid[..., 0], grid[..., 1]
-    amin, _, inc = scan_angles(num_beams)
-    d = depth.astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        horiz, z = d * np.cos(lat), d * np.sin(lat)
-        ok = (d > 0) & (z >= lo) & (z <= hi) & (horiz >= rmin) & (horiz <= rmax)
-    out = np.full(num_beams, np.inf)
-    for i in range(num_beams):
-        diff = (lon - (amin + i * inc) + np.pi) % (2 * np.pi) - np.pi
-        sel = ok & (diff >= -inc / 2 - 1e-9) & (diff < inc / 2 - 1e-9)
-        if sel.any():
-            out[i] = horiz[sel].min()
-    return out
 
 
 def test_scan_angles_cover_minus_pi_to_pi():
