@@ -67,6 +67,7 @@ def test_defaults_live_in_the_schema_and_yaml_quirks_are_handled(tmp_path):
     assert cfg.loss.gravity == 0.0 and cfg.data.train["domain_randomization"] is False
     assert cfg.data.train["dr_strength"] == 1.0
     assert load_config(None, ["model.init=imagenet"]).model.init == "imagenet"
+    assert load_config(None, ["data.train={kind: synthetic, out_hw: [16, 32]}"]).data.train["size"] == [16, 32]
     f = tmp_path / "c.yaml"
     f.write_text("train:\n  steps: 5\n  batchsize: 2\n")
     with pytest.raises(ConfigError, match="'train.batchsize'; did you mean 'train.batch_size'"):

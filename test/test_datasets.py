@@ -136,6 +136,12 @@ def test_structured3d(tmp_path, pano):
     fm = f["normals_mask"][0].numpy() & m
     cosf = np.sum(f["normals"].permute(1, 2, 0).numpy()[fm] * pano["normals"][fm], -1)
     assert np.median(cosf) > 0.99
+    # the constructor takes the root and keyword options too (older out_hw and numpy matrices accepted)
+    direct = structured3d.Structured3DDataset(tmp_path, split="val", out_hw=(H, W), normals="file",
+                                              normals_matrix=np.eye(3))
+    assert len(direct) == 1 and direct.cfg.size == [H, W] and direct.records[0]["name"].startswith("scene_03001")
+    with pytest.raises(ConfigError, match="'structured3d.lihgt'; did you mean 'structured3d.light'"):
+        structured3d.Structured3DDataset(tmp_path, lihgt="warm")
     small = Structured3DDataset(tmp_path, split="train", size=[16, 32], augment=True)[0]
     _check_contract(small, (16, 32))
     with pytest.raises(ValueError, match="normals_matrix"):

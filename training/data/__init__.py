@@ -43,15 +43,40 @@ def _module(cfg, where: str) -> tuple[str, ModuleType]:
     return kind, importlib.import_module(DATASETS[kind].split(":")[0])
 
 
+# older names of dataset keys, still read (renamed before validation)
+ALIASES = {"out_hw": "size"}
+
+
 def check_dataset_config(cfg: dict, where: str = "data.train") -> dict:
     """The dataset config `cfg` validated by its kind's schema, with every default filled in (a new dict).
     Raises ConfigError naming the key (`where.key`) for unknown keys, wrong types and missing required keys."""
     kind, module = _module(cfg, where)
+    for old, new in ALIASES.items():
+        if old in cfg:
+            if new in cfg:
+                raise ConfigError(f"{where}: give {new!r} or its older name {old!r}, not both")
+            cfg = {(new if k == old else k): v for k, v in cfg.items()}
     schema = getattr(module, "Config", None)
     out = to_dict(validate(schema, cfg, where)) if schema is not None else dict(cfg)
     if isinstance(out.get("sources"), list):
         out["sources"] = [check_dataset_config(s, f"{where}.sources[{i}]") for i, s in enumerate(out["sources"])]
     return out
+
+
+def as_config(schema, cfg, options: dict, where: str):
+    """A kind's constructor arguments as its validated `schema` instance: `cfg` may be a schema instance, a dict,
+    or the dataset root (a path), with keyword `options` on top (older names in ALIASES accepted, numpy arrays
+    taken as lists). E.g. Structured3DDataset("data/s3d", split="val", size=[256, 512])."""
+    if isinstance(cfg, schema) and not options:
+        return cfg
+    if isinstance(cfg, schema):
+        cfg = to_dict(cfg)
+    data = {**cfg} if isinstance(cfg, dict) else {"root": cfg}
+    data.update({k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in options.items()})
+    for old, new in ALIASES.items():
+        if old in data and new not in data:
+            data[new] = data.pop(old)
+    return validate(schema, data, where)
 
 
 def fill_size(cfg: dict, size: list[int]) -> dict:

@@ -47,9 +47,13 @@ class Config(FilesConfig):
 
 
 class Matterport3DDataset(PanoramaFilesDataset):
-    """Matterport3D panoramas (cfg: Config)."""
+    """Matterport3D panoramas. cfg: a Config, its dict or the root folder, plus keyword options
+    (see training.data.as_config)."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config | dict | str | Path, **options):
+        from training.data import as_config
+
+        cfg = as_config(Config, cfg, options, "matterport3d")
         super().__init__(cfg)
         layout, list_file, scans = cfg.layout, cfg.list_file, cfg.scans
         label_set, depth_units_per_m = cfg.label_set, cfg.depth_units_per_m

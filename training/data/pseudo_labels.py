@@ -89,15 +89,18 @@ class Config:
 
 
 class PseudoLabelDataset(Dataset):
-    """Samples from a pseudo-label store (cfg: Config or its dict). See the module doc.
+    """Samples from a pseudo-label store (cfg: a Config, its dict, or the store folder, plus keyword options; see
+    training.data.as_config). See the module doc.
 
     Index keys may exceed len(dataset): key % len picks the panorama and key (with aug_seed) seeds the view choice
     and the augmentation, so a stream of keys is reproducible (exact resume). "depth_affine" comes from the
     store's meta.json ("depth_kind" other than "metric"): the loss then aligns scale and shift first.
     """
 
-    def __init__(self, cfg: dict | Config):
-        cfg = validate(Config, cfg, "pseudo_labels")
+    def __init__(self, cfg: Config | dict | str | Path, **options):
+        from training.data import as_config
+
+        cfg = as_config(Config, cfg, options, "pseudo_labels")
         self.cfg = cfg
         root, out_hw, depth, items = cfg.root, cfg.size, cfg.depth, cfg.items
         self.root = Path(root)
@@ -206,4 +209,4 @@ class PseudoLabelDataset(Dataset):
 
 def from_config(cfg: dict | Config) -> PseudoLabelDataset:
     """build_dataset factory: cfg = {"kind": "pseudo_labels", "root": STORE, ...} (keys: Config)."""
-    return PseudoLabelDataset(cfg)
+    return PseudoLabelDataset(validate(Config, cfg, "pseudo_labels"))

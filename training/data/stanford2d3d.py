@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -48,9 +49,13 @@ class Config(FilesConfig):
 
 
 class Stanford2D3DDataset(PanoramaFilesDataset):
-    """Stanford 2D-3D-S panoramas (cfg: Config)."""
+    """Stanford 2D-3D-S panoramas. cfg: a Config, its dict or the root folder, plus keyword options
+    (see training.data.as_config)."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config | dict | str | Path, **options):
+        from training.data import as_config
+
+        cfg = as_config(Config, cfg, options, "stanford2d3d")
         super().__init__(cfg)
         areas = list(cfg.areas) if cfg.areas is not None else list(FOLDS[cfg.split])
         labels_path = self.root / "assets" / "semantic_labels.json"

@@ -14,6 +14,7 @@ Splits: the usual scene ranges (train 0-2999, val 3000-3249, test 3250-3499), or
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -43,9 +44,13 @@ class Config(FilesConfig):
 
 
 class Structured3DDataset(PanoramaFilesDataset):
-    """Structured3D panoramas (cfg: Config)."""
+    """Structured3D panoramas. cfg: a Config, its dict or the root folder, plus keyword options
+    (see training.data.as_config)."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config | dict | str | Path, **options):
+        from training.data import as_config
+
+        cfg = as_config(Config, cfg, options, "structured3d")
         super().__init__(cfg)
         split, config, light, scenes = cfg.split, cfg.config, cfg.light, cfg.scenes
         lo, hi = SPLITS[split]
