@@ -51,6 +51,9 @@ def test_typo_fails_naming_the_key_and_the_nearest(override, named, suggestion):
     ("data.train={kind: structured3d}", "'data.train.root' is required"),
     ("model.name=mtpano-tinyy", "did you mean 'mtpano-tiny'"),
     ("train", "must look like key.sub=value"),
+    ("train.batch_size=0", "train.batch_size must be at least 1"),
+    ("train.device=cpuu", "train.device must be auto, cpu, cuda"),
+    ("model.overrides.input_hw=[30,64]", "model.overrides: input_hw [30, 64] must be multiples of patch_size"),
 ])
 def test_wrong_values_fail_clearly(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -93,6 +94,16 @@ class TrainConfig:
     stop_at: int | None = None  # checkpoint and exit at this step, as if killed; rerun without it to resume
     # pseudo-label stores: supervise depth with the fused "merged_depth" before this step (MTPano uses 1000)
     merged_depth_steps: int = 0
+
+    def __post_init__(self):
+        for key in ("batch_size", "log_every", "ckpt_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key} must be at least 1, got {getattr(self, key)}")
+        for key in ("steps", "warmup_steps", "num_workers", "image_every", "threads", "merged_depth_steps"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"train.{key} must not be negative, got {getattr(self, key)}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+            raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
 
 
 @dataclass(kw_only=True)
@@ -232,7 +243,11 @@ def check_config(raw: dict | Config) -> Config:
         if key not in arch:
             raise ConfigError(f"unknown config key 'model.overrides.{key}' for {cfg.model.name}; "
                               f"{nearest(key, list(arch), 'model.overrides')}valid keys: {', '.join(sorted(arch))}")
-    input_hw = list(cfg.model.overrides.get("input_hw", arch["input_hw"]))
+    try:
+        arch = model_config(cfg.model.name, **cfg.model.overrides)
+    except (KeyError, ValueError, TypeError) as e:
+        raise ConfigError(f"model.overrides: {e}") from None
+    input_hw = list(arch["input_hw"])
     cfg.data.train = fill_size(check_dataset_config(cfg.data.train, "data.train"), input_hw)
     return cfg
 
