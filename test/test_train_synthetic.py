@@ -118,3 +118,30 @@ def test_evaluate_command_line(runs, tmp_path):
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(summary) >= {"depth_absrel", "depth_delta1", "normal_mean_deg", "miou", "seam"}
     assert "depth AbsRel" in out.stdout
+
+
+def test_weights_folder_is_replaced_whole(tmp_path, monkeypatch):
+    """A save that dies half-way leaves the previous latest/ complete; the next save clears the debris."""
+    from mtpano_ros.model import create_model
+    from training import train as train_module
+
+    model = create_model("mtpano-tiny", input_hw=[32, 64])
+    latest = train_module.save_weights(model, tmp_path / "latest", {"step": 1}, fp16=False)
+    before = (latest / "model.safetensors").read_bytes()
+
+    def dies_half_way(model, out_dir, extra=None, fp16=False):
+        Path(out_dir).mkdir(parents=True)
+        (Path(out_dir) / "model.safetensors").write_bytes(b"torn")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(train_module, "save_checkpoint", dies_half_way)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    with pytest.raises(OSError, match="disk full"):
+        train_module.save_weights(model, latest, {"step": 2}, fp16=False)
+    assert (latest / "model.safetensors").read_bytes() == before
+    load_model(latest)
+    monkeypatch.undo()
+    train_module.save_weights(model, latest, {"step": 2}, fp16=False)
+    assert (latest / "model.safetensors").read_bytes() != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest"]
