@@ -388,6 +388,25 @@ def test_tflite_label_rules_other_thresholds_and_tilted_views(deeplab):
     assert (out["semantic"][0] != 255).any()
 
 
+@needs_deeplab
+def test_tflite_elevation_limits_remove_impossible_sky_and_floor(deeplab):
+    from training.teachers.tflite import TFLiteSegTeacher, ray_elevation_deg
+
+    # a plain indoor wall this model calls "sky" (a known failure), seen from the horizon: -45..45 deg of elevation
+    views, cams = _real_views("indoor_home_2048x1024.jpg", [90.0, 0.0], [0.0, -30.0], hw=(96, 96))
+    loose = TFLiteSegTeacher(str(DEEPLAB), elevation_limits_deg={})(views, cams["fov_deg"], cams)["semantic"]
+    out = deeplab(views, cams["fov_deg"], cams)["semantic"]
+    elev = np.stack([ray_elevation_deg(cams, i, (96, 96)) for i in range(2)])
+    assert ((loose == 2) & (elev < -10)).sum() > 500  # without the rule: sky far below the horizon
+    assert not ((out == 2) & (elev < -10)).any() and not ((out == 3) & (elev > 10)).any()
+    np.testing.assert_array_equal(out[elev >= -10][loose[elev >= -10] == 2], 2)  # sky above stays
+    assert np.all((out == loose) | (out == 255))  # the rule only removes labels
+    with pytest.raises(ValueError, match="MIN_DEG:MAX_DEG"):
+        TFLiteSegTeacher(str(DEEPLAB), elevation_limits_deg="sky:-10")
+    assert TFLiteSegTeacher(str(DEEPLAB), elevation_limits_deg="sky:-5:90;3:-90:0").elevation_limits_deg == {
+        2: (-5.0, 90.0), 3: (-90.0, 0.0)}
+
+
 def test_tflite_teacher_errors_and_spec():
     assert parse_teacher_spec("tflite:/m/x.tflite") == ("tflite", {"model_path": "/m/x.tflite"})
     name, kw = parse_teacher_spec("tflite:model_path=/m/x.tflite,class_min_confidence=wall:0.7,min_confidence=0.2")

@@ -31,6 +31,14 @@ get no labels at all (when the cameras are passed, as the pseudo-label pipeline 
 borders of less tilted wide views (e.g. the ico20 layout: pitches +-10.8 and +-52.6 degrees, fov 100).
 
     build_teacher("tflite", model_path=".../lite-model_deeplabv3-mobilenetv2-ade20k_1_default_1.tflite")
+Impossible places. The panoramas are levelled (gravity along -z) and taken from a camera standing on the ground
+in a room or outdoors, so some classes cannot lie on some rays: sky and ceiling are never far below the horizon,
+floor, road, sidewalk and rug never far above it. `elevation_limits_deg` ({class: (min, max)} degrees of ray
+elevation in the panorama frame; default +-10 degrees of slack around the horizon for levelling errors) turns such
+labels into 255. On the training panoramas this removes, e.g., the "sky" this model sees on a photo studio's white
+floor and the "sky" at the nadir of indoor scenes. Needs the cameras (yaw, pitch, roll, fov), as the
+pseudo-label pipeline passes them.
+
     python training/pseudo_label.py --input DIR --out STORE --teacher tflite:PATH.tflite
     python training/pseudo_label.py ... --teacher "tflite:model_path=PATH,class_min_confidence=wall:0.7"
 """
@@ -43,15 +51,67 @@ import numpy as np
 
 from training.teachers.base import Teacher, check_views
 
+CAM_KEYS = ("yaw_deg", "pitch_deg", "roll_deg", "fov_deg")
 DEFAULT_MIN_CONFIDENCE = 0.3
 DEFAULT_MAX_ABS_PITCH_DEG = 60.0
+# ray elevation (degrees above the horizon, panorama frame) where a class may lie: sky and ceiling not below -10,
+# floor / road / sidewalk / rug not above +10 (the camera stands on the ground, below any ceiling)
+DEFAULT_ELEVATION_LIMITS_DEG = {2: (-10.0, 90.0), 5: (-10.0, 90.0), 3: (-90.0, 10.0), 6: (-90.0, 10.0),
+                                11: (-90.0, 10.0), 28: (-90.0, 10.0)}
 DEFAULT_CLASS_MIN_CONFIDENCE = {0: 0.5}  # wall: the model's sink for plain surfaces it does not recognise
+
+
+def _class_id(key) -> int:
+    """ADE20K id from an id (int or digits) or a class name."""
+    from mtpano_ros.labels import ADE20K_CLASSES
+
+    if isinstance(key, str) and not key.strip().lstrip("-").isdigit():
+        names = {n.lower(): i for i, n in enumerate(ADE20K_CLASSES)}
+        if key.strip().lower() not in names:
+            raise ValueError(f"unknown ADE20K class {key!r}; use an id 0..149 or a name from "
+                             "mtpano_ros.labels.ADE20K_CLASSES")
+        return names[key.strip().lower()]
+    cid = int(key)
+    if not 0 <= cid < len(ADE20K_CLASSES):
+        raise ValueError(f"class id {cid} outside 0..{len(ADE20K_CLASSES) - 1}")
+    return cid
+
+
+def _parse_elevation_limits(table) -> dict[int, tuple[float, float]]:
+    """{id or name: (min_deg, max_deg)} or "sky:-10:90;floor:-90:10" -> {ADE20K id: (min_deg, max_deg)}."""
+    if isinstance(table, str):
+        items = []
+        for part in filter(None, (p.strip() for p in table.split(";"))):
+            bits = part.rsplit(":", 2)
+            if len(bits) != 3:
+                raise ValueError(f"elevation_limits_deg entry {part!r}: expected NAME_OR_ID:MIN_DEG:MAX_DEG, "
+                                 "e.g. 'sky:-10:90;floor:-90:10'")
+            items.append((bits[0], (float(bits[1]), float(bits[2]))))
+    else:
+        items = list(dict(table).items())
+    out = {}
+    for key, (lo, hi) in items:
+        if not -90.0 <= float(lo) <= float(hi) <= 90.0:
+            raise ValueError(f"elevation_limits_deg[{key!r}] = ({lo}, {hi}): need -90 <= min <= max <= 90 degrees")
+        out[_class_id(key)] = (float(lo), float(hi))
+    return out
+
+
+def ray_elevation_deg(cameras: dict, index: int, hw: tuple[int, int]) -> np.ndarray:
+    """(h, w) float32 elevation (degrees above the horizon, panorama frame) of the pixel rays of view `index`.
+
+    cameras: {"yaw_deg", "pitch_deg", "roll_deg", "fov_deg"} (V,) arrays, the project's view convention."""
+    from mtpano_ros.geometry import camera_rays, view_rotation
+
+    cam = {k: float(np.asarray(cameras[k], np.float64).reshape(-1)[index]) for k in CAM_KEYS}
+    rays = camera_rays([cam["fov_deg"]], hw)[0]  # (h, w, 3) OpenCV view frame, float64
+    rot = view_rotation(cam["yaw_deg"], cam["pitch_deg"], cam["roll_deg"])[0]
+    z = (rays @ rot[2]) / rays.norm(dim=-1)  # the panorama frame's up component of the unit ray
+    return np.degrees(np.arcsin(z.clamp(-1, 1).numpy())).astype(np.float32)
 
 
 def _parse_class_table(table) -> dict[int, float]:
     """{id or ADE20K name: threshold} or "name:t;id:t" -> {ADE20K id: threshold in [0, 1]}."""
-    from mtpano_ros.labels import ADE20K_CLASSES
-
     if isinstance(table, str):
         items = []
         for part in filter(None, (p.strip() for p in table.split(";"))):
@@ -62,21 +122,11 @@ def _parse_class_table(table) -> dict[int, float]:
             items.append((key.strip(), float(value)))
     else:
         items = list(dict(table).items())
-    names = {n.lower(): i for i, n in enumerate(ADE20K_CLASSES)}
     out: dict[int, float] = {}
     for key, value in items:
-        if isinstance(key, str) and not key.isdigit():
-            if key.lower() not in names:
-                raise ValueError(f"class_min_confidence: unknown ADE20K class {key!r}; use an id 0..149 or a "
-                                 "name from mtpano_ros.labels.ADE20K_CLASSES")
-            cid = names[key.lower()]
-        else:
-            cid = int(key)
-        if not 0 <= cid < len(ADE20K_CLASSES):
-            raise ValueError(f"class_min_confidence: class id {cid} outside 0..{len(ADE20K_CLASSES) - 1}")
         if not 0.0 <= float(value) <= 1.0:
             raise ValueError(f"class_min_confidence[{key!r}] = {value}: thresholds are probabilities in [0, 1]")
-        out[cid] = float(value)
+        out[_class_id(key)] = float(value)
     return out
 
 
@@ -89,7 +139,7 @@ class TFLiteSegTeacher(Teacher):
 
     def __init__(self, model_path: str, num_threads: int = 1, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
                  class_min_confidence: dict | str | None = None, max_abs_pitch_deg: float = DEFAULT_MAX_ABS_PITCH_DEG,
-                 device: str = "cpu"):
+                 elevation_limits_deg: dict | str | None = None, device: str = "cpu"):
         """model_path: the .tflite file (never downloaded). num_threads: LiteRT CPU threads. device: accepted for
         the common teacher options; LiteRT runs on the CPU whatever it says."""
         try:
@@ -122,6 +172,8 @@ class TFLiteSegTeacher(Teacher):
         table = DEFAULT_CLASS_MIN_CONFIDENCE if class_min_confidence is None else class_min_confidence
         self.class_min_confidence = _parse_class_table(table)
         self.max_abs_pitch_deg = float(max_abs_pitch_deg)
+        limits = DEFAULT_ELEVATION_LIMITS_DEG if elevation_limits_deg is None else elevation_limits_deg
+        self.elevation_limits_deg = _parse_elevation_limits(limits)
         self.thresholds = np.full(150, self.min_confidence, np.float32)  # (150,) per ADE20K id
         for cid, t in self.class_min_confidence.items():
             self.thresholds[cid] = t
@@ -161,7 +213,8 @@ class TFLiteSegTeacher(Teacher):
     def __call__(self, views: np.ndarray, fov_deg, cameras: dict | None = None, scene=None) -> dict:
         """views (N, h, w, 3) uint8 RGB -> {"semantic" (N,h,w) uint8, "confidence" (N,h,w) float32}.
 
-        cameras["pitch_deg"] (N,) (optional): views pitched beyond max_abs_pitch_deg come back all 255 / 0."""
+        cameras (optional, {"yaw_deg", "pitch_deg", "roll_deg", "fov_deg"} (N,)): views pitched beyond
+        max_abs_pitch_deg come back all 255 / 0, and labels outside their elevation_limits_deg become 255 / 0."""
         views, _ = check_views(views, fov_deg)
         n, h, w, _ = views.shape
         pitch = np.zeros(n) if cameras is None or "pitch_deg" not in cameras else np.broadcast_to(
@@ -169,11 +222,20 @@ class TFLiteSegTeacher(Teacher):
         sems = np.full((n, h, w), 255, np.uint8)
         confs = np.zeros((n, h, w), np.float32)
         for i, v in enumerate(views):
-            if abs(float(pitch[i])) <= self.max_abs_pitch_deg:  # tilted views stay unlabelled (module doc)
-                sems[i], confs[i], _ = self.label_scores(self.scores(v))
+            if abs(float(pitch[i])) > self.max_abs_pitch_deg:  # tilted views stay unlabelled (module doc)
+                continue
+            sem, conf, _ = self.label_scores(self.scores(v))
+            if self.elevation_limits_deg and cameras is not None and all(k in cameras for k in CAM_KEYS):
+                elev = ray_elevation_deg(cameras, i, (h, w))
+                for cid, (lo, hi) in self.elevation_limits_deg.items():
+                    bad = (sem == cid) & ((elev < lo) | (elev > hi))
+                    sem[bad] = 255
+                    conf[bad] = 0.0
+            sems[i], confs[i] = sem, conf
         return {"semantic": sems, "confidence": confs}
 
     def describe(self) -> dict:
         return {**super().describe(), "model_path": str(self.model_path), "input_hw": list(self.input_hw),
                 "min_confidence": self.min_confidence, "max_abs_pitch_deg": self.max_abs_pitch_deg,
-                "class_min_confidence": {str(k): v for k, v in sorted(self.class_min_confidence.items())}}
+                "class_min_confidence": {str(k): v for k, v in sorted(self.class_min_confidence.items())},
+                "elevation_limits_deg": {str(k): list(v) for k, v in sorted(self.elevation_limits_deg.items())}}
