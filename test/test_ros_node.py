@@ -164,7 +164,7 @@ def test_raw_panoramas_every_output(raw_node, raw_harness):
     for i, (_name, encoding, rgb) in enumerate(frames):
         data = _as_encoding(rgb, encoding)
         msg = C.array_to_image(np.ascontiguousarray(data), encoding)
-        frame_id = "" if i == 1 else "theta_link"
+        frame_id = {1: "", 2: "theta_optical_frame", 3: "theta_optical_frame"}.get(i, "theta_link")
         stamp = 1_700_000_000 * 10**9 + i * 1_000_003
         out = raw_harness.send(msg, stamp, frame_id)
         expected_color = C.to_rgb(data, encoding, MODEL_HW)
@@ -173,6 +173,7 @@ def test_raw_panoramas_every_output(raw_node, raw_harness):
     log = node.log()
     assert log.count("not 2:1") == 1, log  # said once, although several inputs were not 2:1
     assert log.count("empty header.frame_id") == 1, log
+    assert log.count("an optical frame (z forward, x right, y down)") == 1, log  # two optical inputs, one warning
     diag = raw_harness.latest_diagnostics()
     assert wait_for(lambda: int(raw_harness.latest_diagnostics().get("frames_processed", 0)) >= len(frames), 5.0)
     diag = raw_harness.latest_diagnostics()
@@ -239,6 +240,19 @@ def test_raw_bad_input_survives(raw_node, raw_harness):
     assert "expected rgb8/bgr8/rgba8/bgra8/mono8, got" in log and f"{ns}/image" in log
 
 
+def _exif_rotated_jpeg(rgb: np.ndarray) -> bytes:
+    """JPEG of rgb (H, W, 3) tagged EXIF Orientation 6 (a viewer would turn it 90 degrees clockwise)."""
+    import io
+
+    from PIL import Image as PILImage
+
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    PILImage.fromarray(rgb).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
 def _png_bytes(rgb: np.ndarray) -> bytes:
     return cv2.imencode(".png", rgb[..., ::-1])[1].tobytes()
 
@@ -277,12 +291,14 @@ def test_compressed_input_at_input_resolution_and_bad_compressed(perception_node
     inputs = [(p.read_bytes(), "jpeg" if p.suffix == ".jpg" else "png") for p in files]
     synthetic = _synthetic(5, 100, 200)
     inputs.append((_png_bytes(synthetic), "png"))
+    inputs.append((_exif_rotated_jpeg(_synthetic(6, 120, 240)), "jpeg"))  # EXIF "rotate 90": served as stored
     for i, (data, fmt) in enumerate(inputs):
         stamp = 1_900_000_000 * 10**9 + i
         msg = CompressedImage(format=fmt, data=data)
         out = harness.send(msg, stamp, "ignored_frame")
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         check_outputs(out, bgr.shape[:2], "pano_frame", stamp, bgr[..., ::-1], organized=False, stride=2)
+    assert (out["depth"].height, out["depth"].width) == (120, 240)  # its true size, not rotated to 240x120
 
     rng = np.random.default_rng(4321)
     jpeg, png = bytes(C.encode_compressed(synthetic, "jpeg").data), _png_bytes(synthetic)
@@ -303,3 +319,46 @@ def test_compressed_input_at_input_resolution_and_bad_compressed(perception_node
     assert {"decode", "format", "too_large", "size"} <= set(errors), errors
     assert sum(errors.values()) <= sum(sent.values())
     assert sum(errors.values()) >= 100
+
+
+def test_namespace_params_file_ground_scale_and_scan(perception_node, ros_client, tmp_path):
+    """Under -r __ns:=/robot1 with a params file keyed /**/mtpano_perception: the file's values apply; with
+    camera_height_m the ground in the published depth sits at that height; `scan` follows DESIGN §5 on the depth."""
+    from conftest import brute_force_scan
+    from sensor_msgs.msg import LaserScan
+
+    from mtpano_ros.geometry.ground import ground_height
+    from training.synthetic import make_scene, render_erp
+
+    scene = make_scene(2000002)
+    camera_height_m = round(float(scene.cam_pos[2]), 3)
+    params = tmp_path / "robot1.yaml"
+    params.write_text(
+        "/**/mtpano_perception:\n  ros__parameters:\n    model: default\n    backend: torch\n    device: cpu\n"
+        f"    threads: 1\n    camera_height_m: {camera_height_m}\n    frame_id: robot1_pano\n"
+        "    override_frame_id: true\n    scan_num_beams: 128\n    scan_min_height_m: -0.4\n"
+        "    scan_max_height_m: 0.6\n    scan_range_max_m: 20.0\n")
+    node = perception_node("/robot1", {}, params_file=params)
+    harness = Harness(ros_client, "/robot1", compressed=False)
+    scans: dict[int, LaserScan] = {}
+    ros_client.node.create_subscription(
+        LaserScan, "/robot1/scan", lambda m: scans.__setitem__(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec,
+                                                               m), QoSProfile(depth=10))
+    assert wait_for(lambda: ros_client.node.count_publishers("/robot1/scan") >= 1, 20.0)
+    time.sleep(1.0)
+    rgb = render_erp(scene, 256, 512)["rgb"]
+    stamp = 2_100_000_000 * 10**9
+    out = harness.send(C.array_to_image(rgb, "rgb8"), stamp, "theta_link")
+    assert all(m.header.frame_id == "robot1_pano" for m in out.values())  # the file's frame_id applies
+    depth, semantic = C.image_to_array(out["depth"]), C.image_to_array(out["semantic"])
+    assert ground_height(depth, semantic) == pytest.approx(camera_height_m, rel=1e-3)
+    assert wait_for(lambda: stamp in scans, 10.0), "no scan for the frame"
+    scan = scans[stamp]
+    assert len(scan.ranges) == 128 and scan.range_max == pytest.approx(20.0)
+    np.testing.assert_allclose(np.asarray(scan.ranges), brute_force_scan(depth, 128, -0.4, 0.6, 0.1, 20.0),
+                               rtol=1e-5)
+    assert np.isfinite(np.asarray(scan.ranges)).sum() > 64  # walls and furniture in the band
+    time.sleep(1.5)
+    diag = harness.latest_diagnostics()
+    assert float(diag["ground_scale"]) > 0 and diag["camera_height_m"] == f"{camera_height_m:g}"
+    assert node.alive()
