@@ -327,10 +327,13 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray, labels: np.ndarray, he
         depth, rgb, labels, rays = depth[::stride, ::stride], rgb[::stride, ::stride], labels[::stride, ::stride], \
             rays[:, ::stride, ::stride]
     h, w = depth.shape
-    invalid = ~(depth > 0)  # NaN compares False, so NaN and <= 0 are invalid
-    if max_range_m > 0:
-        invalid |= depth > max_range_m
-    depth = np.where(invalid, np.float32(np.nan), depth).astype(np.float32, copy=False)  # NaN * ray = NaN point
+    depth = np.asarray(depth, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        bad = depth <= 0  # NaN compares False: NaN points need no fixing (NaN * ray = NaN)
+        if max_range_m > 0:
+            bad |= depth > max_range_m
+    if bad.any():
+        depth = np.where(bad, np.float32(np.nan), depth)
     floats = CLOUD_POINT_STEP // 4
     data = array.array("B", [0]) * (h * w * CLOUD_POINT_STEP)  # zeroed: padding bytes stay 0
     buf = np.frombuffer(data, dtype="<f4").reshape(h, w, floats)  # the message's own bytes, written in place
@@ -352,7 +355,7 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray, labels: np.ndarray, he
         msg.height, msg.width, msg.is_dense = h, w, False
         msg.data = data
     else:
-        points = buf.reshape(-1, floats)[~invalid.ravel()]
+        points = buf.reshape(-1, floats)[~np.isnan(depth).ravel()]
         msg.height, msg.width, msg.is_dense = 1, int(points.shape[0]), True
         msg.data = _filled_uint8_array(points)
     msg.row_step = msg.point_step * msg.width

@@ -47,6 +47,7 @@ from mtpano_ros.ros.conversions import (
     to_rgb,
 )
 from mtpano_ros.ros.diagnostics import HealthThresholds, NodeStats, diagnostic_array
+from mtpano_ros.ros.python_logging import forward_to_ros
 from mtpano_ros.runtime.options import RuntimeOptions, option_choices, option_range, runtime_parameters
 
 NODE_NAME = "mtpano_perception"
@@ -58,9 +59,10 @@ _CHOICES = {
     "output_size": ("model", "input"),
     **{name: option_choices(name) for name, _, _ in runtime_parameters() if option_choices(name)},
 }
-_LABEL_LUT = np.zeros((256, 3), dtype=np.uint8)
-_LABEL_LUT[:NUM_CLASSES] = ADE20K_PALETTE
-_LABEL_LUT_CV = np.ascontiguousarray(_LABEL_LUT.reshape(256, 1, 3))
+# ADE20K colours as little-endian uint32 0x00BBGGRR (bytes R, G, B, 0) per id: one gather per pixel, then RGBA -> RGB
+_LABEL_RGBA = np.zeros((256, 4), dtype=np.uint8)
+_LABEL_RGBA[:NUM_CLASSES, :3] = ADE20K_PALETTE
+_LABEL_WORDS = np.ascontiguousarray(_LABEL_RGBA.view("<u4")[:, 0])
 
 
 def _int(default: int, lo: int, hi: int, text: str, read_only: bool = False):
@@ -156,7 +158,8 @@ class OutputOptions:
 def colorize(labels: np.ndarray) -> np.ndarray:
     """(H, W) uint8 ADE20K ids -> (H, W, 3) uint8 RGB palette colours (ids >= 150, e.g. 255, black)."""
     labels = np.ascontiguousarray(labels, dtype=np.uint8)
-    return cv2.LUT(cv2.merge([labels, labels, labels]), _LABEL_LUT_CV)
+    words = np.take(_LABEL_WORDS, labels)  # (H, W) uint32: bytes R, G, B, 0
+    return cv2.cvtColor(words.view(np.uint8).reshape(*labels.shape, 4), cv2.COLOR_RGBA2RGB)
 
 
 def build_output_messages(semantic: np.ndarray, depth: np.ndarray, normals: np.ndarray, color_rgb: np.ndarray,
@@ -231,6 +234,7 @@ class PerceptionCore:
         """Build the inference backend from the runtime parameters and warm it up (slow: seconds to minutes)."""
         from mtpano_ros.runtime import select_backend  # the runtime pulls in torch; keep module import light
 
+        forward_to_ros(self.get_logger())  # the runtime's log (backend choice, export, engine build) reaches ROS
         p = self._params()
         runtime = RuntimeOptions.from_dict({name: p[name] for name, _, _ in runtime_parameters()})
         self.get_logger().info(f"loading model '{runtime.model}' with backend '{runtime.backend}' on device "
