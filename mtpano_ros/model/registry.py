@@ -44,7 +44,7 @@ _VARIANTS = {
         "input_hw": (256, 512), "backbone": "efficientnet-lite0", "embed_dim": 96, "depth": 0, "num_heads": 1,
         "out_indices": (0, 1, 2, 3), "rope_mode": "none", "wrap": True, "geometry": "rep103", "head_frame": "rep103",
         "bridge_dim": 64, "neck_hidden_sizes": (24, 48, 64, 96), "reassemble_factors": (2, 1, 0.5, 0.25),
-        "fusion_ch": 32, "neck_batch_norm": False, "head_hidden": 16, "semseg_head_upsample": False,
+        "fusion_ch": 24, "neck_batch_norm": False, "head_hidden": 16, "semseg_head_upsample": False,
     },
     "mtpano-vits": {
         "input_hw": (512, 1024), "embed_dim": 384, "depth": 12, "num_heads": 6, "out_indices": (2, 5, 8, 11),

@@ -85,7 +85,9 @@ class Config:
     # > 0: re-list the store's finished items at most this often (seconds), so training can start while
     # pseudo_label.py still fills the store (the sample stream then depends on timing: no exact resume)
     rescan_s: float = 0.0
-    gravity_prior: bool = False  # use the store's gravity (up-direction) estimate as a prior
+    # gravity priors (training.data.gravity): ground/ceiling labels only below/above the horizon, their normals
+    # +z/-z, "vertical_mask" for walls, ground depth from item.json's camera_height_m when it has one
+    gravity_prior: bool = False
 
 
 class PseudoLabelDataset(Dataset):
@@ -200,6 +202,11 @@ class PseudoLabelDataset(Dataset):
             sample = yaw_roll(sample, int(rng.integers(W)))
             if rng.random() < 0.5:
                 sample = mirror(sample)
+        if self.cfg.gravity_prior:  # yaw and mirror keep gravity: applied after augmentation
+            from training.data.gravity import apply_gravity_priors
+
+            item = json.loads((d / "item.json").read_text())
+            sample = apply_gravity_priors(sample, item.get("camera_height_m"))
         if self.aux_targets:  # after augmentation, from the final image and labels
             from training.data.targets import add_aux_targets
 

@@ -148,6 +148,11 @@ class SyntheticPanoramas(Dataset):
         if self.augment:
             rgb, depth, normals, semantic = augment(rgb, depth, normals, semantic,
                                                     np.random.default_rng([self.aug_seed, key]))
+        if self.cfg.domain_randomization:
+            from training.synthetic.appearance import randomize_appearance
+
+            rgb = randomize_appearance(rgb, semantic, np.random.default_rng([self.aug_seed, key, 1]),
+                                       self.cfg.dr_strength)
         return to_sample(rgb, depth, normals, semantic, self.aux_targets)
 
 
