@@ -31,7 +31,7 @@ setup(
             "perception_lifecycle_node = mtpano_ros.ros.lifecycle:main",
             "mtpano-replay = mtpano_ros.ros.replay:main",
             "mtpano-record = mtpano_ros.ros.record:main",
-            "mtpano-export = mtpano_ros.runtime.export:main",
+            "mtpano-export = mtpano_ros.runtime.cli:main",
             "mtpano-import-official = mtpano_ros.model.official:main",
             "mtpano-views = mtpano_ros.geometry.demo:main",
             "mtpano-train = training.train:main",

@@ -118,17 +118,18 @@ class _Toy(torch.nn.Module):
                 "normals": torch.nn.functional.normalize(g[:, 1:], dim=1)}
 
 
-@pytest.mark.parametrize("dynamo", [True, False])
-def test_export_wrapper_gives_argmax_ids_dynamic_batch_and_metadata(tmp_path, dynamo):
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_export_wrapper_gives_argmax_ids_dynamic_batch_and_metadata(tmp_path, exporter):
     torch.manual_seed(0)
     net = _Toy().eval()
-    path = ex.export_onnx(net, tmp_path / "toy.onnx", dynamo=dynamo, opset=17)
+    path = ex.export_onnx(net, tmp_path / "toy.onnx", exporter=exporter, opset=17)
     proto = onnx.load(str(path))
     assert [o.name for o in proto.graph.output] == list(ex.OUTPUT_NAMES)
     assert "BatchNormalization" not in {n.op_type for n in proto.graph.node}
     assert ex.onnx_input_hw(path) == (32, 64)
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["mtpano_semantic"] == "argmax" and '"input_hw": [32, 64]' in meta["mtpano_config"]
+    assert meta["mtpano_exporter"] == exporter
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.rand(3, 3, 32, 64)
     sem, depth, normals = sess.run(None, {"images": x.numpy()})

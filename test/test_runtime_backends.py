@@ -1,14 +1,13 @@
-"""Backend construction errors, the engine cache key and the mtpano-export command line (no model export here)."""
+"""Backend construction errors and the mtpano-export command line (no model export here)."""
 
 import importlib.util
 
 import pytest
 import torch
 
-from mtpano_ros.runtime import OnnxRuntimeBackend, TorchBackend, select_backend
-from mtpano_ros.runtime import export as ex
-from mtpano_ros.runtime.backends import BackendError, default_cache_dir
-from mtpano_ros.runtime.tensorrt_backend import engine_cache_path
+from mtpano_ros.runtime import OnnxRuntimeBackend, TorchBackend, cli, select_backend
+from mtpano_ros.runtime.backends import BackendError
+from mtpano_ros.runtime.cache import default_cache_dir
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -26,8 +25,24 @@ def test_corrupt_onnx_file_is_a_clear_error(tmp_path):
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="registry name"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         TorchBackend(str(tmp_path / "weights" / "model.safetensors"))
+
+
+def test_backends_refuse_the_wrong_file_kind(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    (tmp_path / "m.engine").write_bytes(b"x")
+    with pytest.raises(BackendError, match="use backend onnxruntime or tensorrt"):
+        TorchBackend(str(tmp_path / "m.onnx"))
+    with pytest.raises(BackendError, match="only the tensorrt backend runs it"):
+        OnnxRuntimeBackend(str(tmp_path / "m.engine"))
+    with pytest.raises(FileNotFoundError, match="onnx_path"):
+        OnnxRuntimeBackend("mtpano-tiny", onnx_path=tmp_path / "missing.onnx")
+
+
+def test_backends_take_no_unknown_options():
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        TorchBackend("mtpano-tiny", cache_dir="/tmp")  # not a torch option: an error, not a silent no-op
 
 
 def test_torch_backend_precision_and_device_errors():
@@ -61,19 +76,7 @@ def test_tensorrt_absent_is_a_clear_error():
     with pytest.raises(BackendError, match="TensorRT is not installed"):
         TensorRTBackend("mtpano-tiny")
     with pytest.raises(BackendError, match="cannot run"):
-        select_backend("tensorrt")
-
-
-def test_engine_cache_key_covers_onnx_version_gpu_and_precision(tmp_path):
-    base = dict(cache_dir=tmp_path, onnx_sha256="ab" * 32, trt_version="10.3.0", gpu_name="Orin (nvgpu)",
-                precision="fp16")
-    p = engine_cache_path(**base)
-    assert p.parent == tmp_path / "engines" and p.suffix == ".engine"
-    assert "/" not in p.name and " " not in p.name and "(" not in p.name
-    for key, other in (("onnx_sha256", "cd" * 32), ("trt_version", "10.7.0"), ("gpu_name", "NVIDIA H100"),
-                       ("precision", "fp32")):
-        assert engine_cache_path(**{**base, key: other}) != p
-    assert engine_cache_path(**base, max_batch=4) != p
+        select_backend(backend="tensorrt")
 
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
@@ -82,12 +85,12 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 
 
 def test_export_cli_errors_exit_nonzero(tmp_path, capsys):
-    assert ex.main([str(tmp_path / "missing.pth"), "-o", str(tmp_path / "m.onnx")]) == 1
+    assert cli.main([str(tmp_path / "missing.pth"), "-o", str(tmp_path / "m.onnx")]) == 1
     assert "does not exist" in capsys.readouterr().err
-    assert ex.main(["mtpano-tiny", "-o", str(tmp_path / "m.onnx"), "--height", "64"]) == 2
+    assert cli.main(["mtpano-tiny", "-o", str(tmp_path / "m.onnx"), "--height", "64"]) == 2
     if not HAS_TRT:
-        assert ex.main(["mtpano-tiny", "-o", str(tmp_path / "m.onnx"), "--engine", str(tmp_path / "m.engine")]) == 1
+        assert cli.main(["mtpano-tiny", "-o", str(tmp_path / "m.onnx"), "--engine", str(tmp_path / "m.engine")]) == 1
         assert "TensorRT is not installed" in capsys.readouterr().err
         assert not (tmp_path / "m.onnx").exists()  # failed before exporting
     with pytest.raises(SystemExit):
-        ex.main(["mtpano-tiny", "-o", str(tmp_path / "m.onnx"), "--opset", "23"])
+        cli.main(["mtpano-tiny", "-o", str(tmp_path / "m.onnx"), "--opset", "23"])

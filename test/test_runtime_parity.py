@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from mtpano_ros.model import infer as model_infer
-from mtpano_ros.runtime import OnnxRuntimeBackend, TorchBackend
-from mtpano_ros.runtime import backends as bk
+from mtpano_ros.model import load_model
+from mtpano_ros.runtime import OnnxRuntimeBackend, TorchBackend, cli
 from mtpano_ros.runtime import export as ex
 
 HW = (64, 128)
@@ -58,14 +58,14 @@ def load_panoramas(n=2):
 def tiny(tmp_path_factory):
     """mtpano-tiny exported through the backend's ONNX cache (so the cache path is exercised too)."""
     cache = tmp_path_factory.mktemp("cache")
-    net, _ = ex.load_torch_model("mtpano-tiny")
-    path, label = bk.resolve_onnx("mtpano-tiny", HW, cache)
+    net = load_model("mtpano-tiny")
+    path, label = ex.cached_onnx("mtpano-tiny", HW, cache)
     return {"name": "mtpano-tiny", "net": net, "onnx": path, "cache": cache}
 
 
 @pytest.fixture(scope="module")
 def vits(tmp_path_factory):
-    net, _ = ex.load_torch_model("mtpano-vits")
+    net = load_model("mtpano-vits")
     path = ex.export_onnx(net, tmp_path_factory.mktemp("vits") / "vits.onnx", input_hw=HW, label="mtpano-vits")
     return {"name": "mtpano-vits", "net": net, "onnx": path}
 
@@ -150,7 +150,7 @@ def test_onnx_cache_is_reused(tiny, monkeypatch):
         raise AssertionError("the cached export should have been reused")
 
     monkeypatch.setattr(ex, "export_onnx", no_export)
-    path, label = bk.resolve_onnx("mtpano-tiny", HW, tiny["cache"])
+    path, label = ex.cached_onnx("mtpano-tiny", HW, tiny["cache"])
     assert path == tiny["onnx"] and label == "mtpano-tiny"
     backend = OnnxRuntimeBackend("mtpano-tiny", input_hw=HW, cache_dir=tiny["cache"], threads=1)
     assert backend.onnx_path == tiny["onnx"] and backend.model_name == "mtpano-tiny"
@@ -165,7 +165,7 @@ def test_vitl_exports_through_the_cli_and_passes_the_tensorrt_op_check(tmp_path)
     session on top of the export's ~7.6 GB peak); it was measured by hand (see the runtime README section).
     """
     out = tmp_path / "vitl.onnx"
-    assert ex.main(["mtpano-vitl", "-o", str(out), "--height", str(HW[0]), "--width", str(HW[1])]) == 0
+    assert cli.main(["mtpano-vitl", "-o", str(out), "--height", str(HW[0]), "--width", str(HW[1])]) == 0
     assert (tmp_path / "vitl.onnx.data").exists()  # over 2 GB of weights: stored beside the graph
     onnx.checker.check_model(str(out), full_check=True)
     proto = onnx.load(str(out), load_external_data=False)

@@ -14,10 +14,10 @@ trt = pytest.importorskip("tensorrt")
 if not torch.cuda.is_available():
     pytest.skip("TensorRT tests need a CUDA GPU", allow_module_level=True)
 
+from mtpano_ros.model import load_model  # noqa: E402
 from mtpano_ros.runtime import TorchBackend, select_backend  # noqa: E402
-from mtpano_ros.runtime import backends as bk  # noqa: E402
 from mtpano_ros.runtime import export as ex  # noqa: E402
-from mtpano_ros.runtime.tensorrt_backend import TensorRTBackend  # noqa: E402
+from mtpano_ros.runtime.tensorrt_backend import TensorRTBackend, onnx_opset_for, read_sidecar  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 HW = (64, 128)
@@ -26,8 +26,8 @@ HW = (64, 128)
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     cache = tmp_path_factory.mktemp("trt_cache")
-    net, _ = ex.load_torch_model("mtpano-tiny")
-    path, _ = bk.resolve_onnx("mtpano-tiny", HW, cache)
+    net = load_model("mtpano-tiny")
+    path, _ = ex.cached_onnx("mtpano-tiny", HW, cache, opset=onnx_opset_for(trt.__version__))
     x = torch.from_numpy(np.random.default_rng(5).random((2, 3, *HW), dtype=np.float32))
     with torch.no_grad():
         ref = net(x)
@@ -65,6 +65,9 @@ def test_engine_matches_torch(tiny, precision):
 def test_engine_cache_is_reused_and_a_stale_engine_is_rebuilt(tiny, caplog):
     first = TensorRTBackend(tiny["onnx"], precision="fp16", cache_dir=tiny["cache"])
     engine = first.engine_path
+    meta = read_sidecar(engine)
+    assert meta["tensorrt_version"] == trt.__version__ and meta["gpu"]["total_memory_bytes"] > 0
+    assert meta["fp32_layers"] and meta["fp32_layer_count"] > 0
     mtime = engine.stat().st_mtime_ns
     again = TensorRTBackend(tiny["onnx"], precision="fp16", cache_dir=tiny["cache"])
     assert again.engine_path == engine and engine.stat().st_mtime_ns == mtime
@@ -74,15 +77,17 @@ def test_engine_cache_is_reused_and_a_stale_engine_is_rebuilt(tiny, caplog):
     _compare(rebuilt.forward(tiny["x"]), tiny["ref"], fp16=True)
 
 
-def test_explicit_engine_without_onnx_is_a_clear_error(tmp_path):
+def test_corrupt_engine_outside_the_cache_gives_the_rebuild_hint(tiny, tmp_path):
     bad = tmp_path / "bad.engine"
     bad.write_bytes(b"garbage" * 100)
-    with pytest.raises(Exception, match="rebuilt|ONNX"):
-        TensorRTBackend(bad)
+    with pytest.raises(Exception, match="force_engine_rebuild"):
+        TensorRTBackend(bad, onnx_path=tiny["onnx"], cache_dir=tiny["cache"])
+    rebuilt = TensorRTBackend(bad, onnx_path=tiny["onnx"], cache_dir=tiny["cache"], force_rebuild=True)
+    assert rebuilt.engine_path == bad
 
 
 def test_auto_selection_picks_tensorrt_and_infer_matches_the_model(tiny):
-    backend = select_backend("auto", model=str(tiny["onnx"]), cache_dir=tiny["cache"])
+    backend = select_backend(model=str(tiny["onnx"]), engine_cache_dir=str(tiny["cache"]))
     assert backend.name == "tensorrt"
     img = (np.random.default_rng(0).random((*HW, 3)) * 255).astype(np.uint8)
     out = backend.infer(img)

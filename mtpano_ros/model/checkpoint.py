@@ -1,4 +1,5 @@
-"""Self-describing checkpoints: ``model.safetensors`` + ``config.json``; ``load_model(name_or_path)``.
+"""Self-describing checkpoints: ``model.safetensors`` + ``config.json`` (``save_checkpoint``) and the readers
+of every checkpoint format (``load_model`` in mtpano_ros.model.resolve picks the reader for a path).
 
 ``config.json`` holds the full model config (variant, input_hw, label set, mean/std, output frame, version and
 the architecture) plus any ``extra`` the caller records (e.g. training provenance). Weights may be stored as
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from pathlib import Path
 
 import torch
@@ -19,9 +19,8 @@ from mtpano_ros.model.registry import list_models, model_config
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"  # bundled checkpoints: WEIGHTS_DIR/<name>/
 BUNDLED = ("default", "tiny-labelfree")
-RANDOM_INIT_SEED = 0
 
 
 def save_checkpoint(model: nn.Module, out_dir: str | Path, extra: dict | None = None, fp16: bool = False) -> Path:
@@ -82,84 +81,51 @@ def _load_state(model: nn.Module, sd: dict, source: str) -> None:
     model.load_state_dict(sd, strict=True, assign=True)
 
 
-def _read_config(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"no config.json at {path}: a checkpoint directory needs model.safetensors and "
-                                "config.json (written by mtpano_ros.model.save_checkpoint)")
-    return json.loads(path.read_text())
+def model_config_of(config) -> dict:
+    """The model config from what a checkpoint stores under ``config``.
 
-
-def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Load a model in eval mode on ``device``.
-
-    ``name_or_path`` may be:
-    - a registry name ("mtpano-tiny", ...): randomly initialised with a fixed seed (a warning says so; useful
-      for tests and smoke runs, not for predictions);
-    - a bundled name ("default", "tiny-labelfree"): ``mtpano_ros/weights/<name>/{model.safetensors,config.json}``;
-    - a checkpoint directory, a ``.safetensors`` file with ``config.json`` beside it, or a ``.pth``/``.pth.tar``
-      (read with ``torch.load(weights_only=True)``; a dict with the weights under ``model``/``state_dict`` and an
-      optional ``config``; a file without a config is treated as the official MTPano checkpoint).
+    Accepts a model config dict (has ``variant``: ``save_checkpoint``'s config.json), a training config dict (has
+    ``model: {name, overrides}``: training/train.py) or either as YAML/JSON text (train.py stores YAML text).
+    Returns a full model config (``model_config(variant, **overrides)`` for a training config).
     """
-    s = str(name_or_path)
-    if s in list_models():
-        msg = f"load_model({s!r}): no weights loaded, random initialisation with seed {RANDOM_INIT_SEED}"
-        warnings.warn(msg, stacklevel=2)
-        log.warning(msg)
-        from mtpano_ros.model.registry import create_model
+    if isinstance(config, (str, bytes)):
+        import yaml
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_INIT_SEED)
-            model = create_model(s)
-        return model.to(device).eval()
-    path = Path(s)
-    if s in BUNDLED:
-        path = WEIGHTS_DIR / s
-        if not (path / "model.safetensors").is_file():
-            raise FileNotFoundError(
-                f"bundled weights {s!r} not found at {path}/model.safetensors. They are produced by the training "
-                f"pipeline (training/train.py, then save_checkpoint into {path}); until then use a registry name "
-                f"({', '.join(list_models())}) for random weights or pass a checkpoint path.")
-    if path.is_dir():
-        cfg = _read_config(path / "config.json")
-        wfile = path / "model.safetensors"
-    elif path.suffix == ".safetensors":
-        cfg = _read_config(path.with_name("config.json"))
-        wfile = path
-    elif path.name.endswith((".pth", ".pth.tar", ".pt", ".ckpt")):
-        return _load_torch_file(path).to(device).eval()
-    else:
-        raise FileNotFoundError(f"cannot load {s!r}: not a registered model ({', '.join(list_models())}), not a "
-                                f"bundled name ({', '.join(BUNDLED)}), and not an existing directory, .safetensors "
-                                "or .pth/.pth.tar file")
+        config = yaml.safe_load(config)
+    if not isinstance(config, dict):
+        raise ValueError(f"checkpoint config is a {type(config).__name__}, expected a mapping (a model config with "
+                         "'variant', or a training config with 'model: {name, overrides}')")
+    if "variant" in config:
+        return config
+    mcfg = config.get("model")
+    if isinstance(mcfg, dict) and "name" in mcfg:
+        return model_config(mcfg["name"], **(mcfg.get("overrides") or {}))
+    raise ValueError(f"checkpoint config has neither 'variant' (model config) nor 'model.name' (training config); "
+                     f"its keys are {sorted(config)}")
+
+
+def load_safetensors(weights_file: str | Path, config: dict) -> nn.Module:
+    """Model from a ``model.safetensors`` file and its config dict (float16 weights load as float32); CPU."""
     from safetensors.torch import load_file
 
-    if not wfile.is_file():
-        raise FileNotFoundError(f"weights file {wfile} is missing")
-    model = _build(cfg)
-    _load_state(model, load_file(str(wfile)), str(wfile))
-    return model.to(device).eval()
+    model = _build(model_config_of(config))
+    _load_state(model, load_file(str(weights_file)), str(weights_file))
+    return model
 
 
-def _load_torch_file(path: Path) -> nn.Module:
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    cfg = obj.get("config") if isinstance(obj, dict) else None
-    if cfg is None and (path.parent / "config.json").is_file():
-        cfg = _read_config(path.parent / "config.json")
-    if cfg is None:
-        from mtpano_ros.model.official import convert_official_state_dict
-
-        model = _build(model_config("mtpano-vitl"))
-        _load_state(model, convert_official_state_dict(obj), str(path))
-        return model
+def load_state_dict_checkpoint(obj, config: dict, source: str) -> nn.Module:
+    """Model from a ``torch.load``-ed checkpoint: weights under ``model`` / ``state_dict`` or the whole dict
+    (a DataParallel ``module.`` prefix is removed), architecture from ``config`` (see ``model_config_of``); CPU."""
     sd = obj
     if isinstance(obj, dict):
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), dict):
                 sd = obj[key]
                 break
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
-    model = _build(cfg)
-    _load_state(model, sd, str(path))
+    if not isinstance(sd, dict):
+        raise ValueError(f"{source} holds a {type(sd).__name__}, expected a state dict (or a dict with 'model')")
+    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()
+          if hasattr(v, "is_floating_point")}
+    model = _build(model_config_of(config))
+    _load_state(model, sd, source)
     return model

@@ -19,11 +19,13 @@ from pathlib import Path
 
 import torch
 
+from mtpano_ros.model.checkpoint import _build, _load_state, save_checkpoint
+from mtpano_ros.model.registry import create_model, model_config
+
 
 def convert_official_state_dict(obj) -> dict[str, torch.Tensor]:
     """Official checkpoint object (dict with ``model`` or a plain state dict) -> our ``mtpano-vitl`` key names,
     checked strictly against ``mtpano-vitl``'s state dict (names and shapes). Tensors are returned as stored."""
-    from mtpano_ros.model.registry import create_model
 
     if not isinstance(obj, dict):
         raise TypeError(f"expected a dict (a state dict, or a checkpoint with key 'model'), got {type(obj).__name__}")
@@ -58,11 +60,16 @@ def convert_official_state_dict(obj) -> dict[str, torch.Tensor]:
     return out
 
 
+def load_official(obj, source: str) -> torch.nn.Module:
+    """``mtpano-vitl`` (CPU) with the weights of a ``torch.load``-ed official checkpoint object (see
+    ``convert_official_state_dict``); ``source`` names the file in errors."""
+    model = _build(model_config("mtpano-vitl"))
+    _load_state(model, convert_official_state_dict(obj), source)
+    return model
+
+
 def import_official(src: str | Path, out_dir: str | Path, fp16: bool = False) -> Path:
     """Convert the official checkpoint file ``src`` to our checkpoint directory ``out_dir`` (mtpano-vitl)."""
-    from mtpano_ros.model.checkpoint import _build, _load_state, save_checkpoint
-    from mtpano_ros.model.registry import model_config
-
     src = Path(src)
     if not src.is_file():
         raise FileNotFoundError(f"{src} does not exist (expected e.g. mtpano_model_408k.pth.tar)")
@@ -70,9 +77,7 @@ def import_official(src: str | Path, out_dir: str | Path, fp16: bool = False) ->
         obj = torch.load(str(src), map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError:
         obj = torch.load(str(src), map_location="cpu", weights_only=True)
-    sd = convert_official_state_dict(obj)
-    model = _build(model_config("mtpano-vitl"))
-    _load_state(model, sd, str(src))
+    model = load_official(obj, str(src))
     return save_checkpoint(model, out_dir, extra={"source": src.name, "converted_from": "official MTPano"},
                            fp16=fp16)
 

@@ -9,13 +9,16 @@ the model's input size.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
 from pathlib import Path
 
 import numpy as np
+
+from mtpano_ros.model.resolve import ModelSpec, load_model, resolve
+from mtpano_ros.runtime.cache import default_cache_dir
+from mtpano_ros.runtime.export import cached_onnx, onnx_input_hw
 
 LOG = logging.getLogger("mtpano_ros.runtime")
 
@@ -24,15 +27,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 class BackendError(RuntimeError):
     """A backend cannot run here (missing package, device or file); the message says what to do."""
-
-
-def default_cache_dir() -> Path:
-    """Where exported ONNX files and TensorRT engines are cached: $MTPANO_CACHE_DIR or ~/.cache/mtpano_ros."""
-    env = os.environ.get("MTPANO_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mtpano_ros"
 
 
 class Backend:
@@ -52,6 +46,8 @@ class Backend:
         self.device = device
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.precision = precision
+        self.warmup_s: float | None = None  # seconds of the first warm-up, once it ran
+        self.selection_log: list[tuple[str, str]] = []  # (candidate, why skipped), filled by select_backend
 
     def forward(self, images):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -72,15 +68,24 @@ class Backend:
         return postprocess(out, out_hw)
 
     def warmup(self, runs: int = 1) -> float:
-        """Run the network ``runs`` times on a zero image (first-call allocation, autotuning); returns seconds."""
+        """Run the network ``runs`` times on a zero image (first-call allocation, autotuning); returns seconds.
+
+        ``select_backend`` already ran one warm-up (to prove the backend works); a later ``warmup()`` with
+        ``runs=1`` then returns that time without running again.
+        """
         import torch
 
+        if runs <= 1 and self.warmup_s is not None:
+            return self.warmup_s
         t0 = time.perf_counter()
         x = torch.zeros(1, 3, *self.input_size, dtype=torch.float32)
         with torch.no_grad():
-            for _ in range(runs):
+            for _ in range(max(1, runs)):
                 self.forward(x)
-        return time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        if self.warmup_s is None:
+            self.warmup_s = elapsed
+        return elapsed
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(model={self.model_name!r}, device={self.device!r}, "
@@ -95,19 +100,17 @@ class Backend:
 class TorchBackend(Backend):
     """PyTorch eager inference on CPU (fp32) or CUDA (fp32, or fp16 through autocast).
 
-    ``model``: registry name (deterministic random weights), bundled name, checkpoint path or an ``nn.Module``.
-    ``threads``: torch intra-op threads (process-wide ``torch.set_num_threads``), None leaves it alone.
+    ``model``: an ``nn.Module``, a ModelSpec or anything ``mtpano_ros.model.resolve`` accepts that holds weights
+    (a registry name gives deterministic random weights). ``threads``: torch intra-op threads (process-wide
+    ``torch.set_num_threads``); None or 0 leaves it alone.
     """
 
     name = "torch"
 
     def __init__(self, model="default", device: str = "cpu", precision: str = "fp32",
-                 input_hw: tuple[int, int] | None = None, threads: int | None = None, **unused):
+                 input_hw: tuple[int, int] | None = None, threads: int | None = None):
         import torch
 
-        from mtpano_ros.runtime.export import load_torch_model
-
-        _log_unused(self.name, unused)
         device = _resolve_torch_device(device)
         if precision not in ("fp32", "fp16"):
             raise BackendError(f"torch backend supports precision fp32 or fp16 (CUDA), not '{precision}'; int8 "
@@ -120,7 +123,12 @@ class TorchBackend(Backend):
         if isinstance(model, torch.nn.Module):
             net, label = model.eval(), model.config.get("variant", "module") if hasattr(model, "config") else "module"
         else:
-            net, label = load_torch_model(str(model))
+            spec = resolve(model)
+            if not spec.has_weights:
+                raise BackendError(f"the torch backend needs weights (a model name or checkpoint), but "
+                                   f"'{spec.source}' is an {spec.kind} file: use backend onnxruntime"
+                                   f"{' or tensorrt' if spec.kind == 'onnx' else ''} for it")
+            net, label = load_model(spec), spec.name
         self.model = net.to(device)
         cfg = getattr(net, "config", {})
         hw = input_hw or tuple(cfg.get("input_hw", (512, 1024)))
@@ -157,63 +165,6 @@ def _resolve_torch_device(device: str) -> str:
     return device
 
 
-def _log_unused(backend: str, unused: dict) -> None:
-    for key, value in unused.items():
-        if value is not None:
-            LOG.debug("%s backend ignores option %s=%r", backend, key, value)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# ONNX: resolving a model name to an exported graph (cached)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def resolve_onnx(model, input_hw: tuple[int, int] | None = None, cache_dir: str | Path | None = None,
-                 opset: int | None = None) -> tuple[Path, str]:
-    """Return ``(onnx_path, label)`` for a model: a ``.onnx`` path is used as is; anything else is exported once.
-
-    Exports are cached under ``<cache_dir>/onnx/`` keyed by the weights' sha256, input size and opset, so a second
-    start loads in seconds. Raises FileNotFoundError / BackendError with advice when the model cannot be found.
-    """
-    from mtpano_ros.runtime import export as ex
-
-    if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
-        path = Path(model)
-        if not path.exists():
-            raise FileNotFoundError(f"ONNX file '{path}' does not exist; create it with `mtpano-export MODEL -o "
-                                    f"{path}` or pass a model name")
-        return path, path.stem
-    if isinstance(model, (str, Path)):
-        net, label = ex.load_torch_model(str(model))
-    else:
-        net, label = model.eval(), getattr(model, "config", {}).get("variant", "module")
-    hw = tuple(input_hw or getattr(net, "config", {}).get("input_hw", (512, 1024)))
-    opset = opset or ex.DEFAULT_OPSET
-    key = hashlib.sha256(f"{ex.state_dict_sha256(net)}|{hw}|{opset}|argmax|v{ex.EXPORT_VERSION}".encode())
-    key = key.hexdigest()[:20]
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[-40:]
-    path = Path(cache_dir or default_cache_dir()) / "onnx" / f"{safe}_{hw[0]}x{hw[1]}_op{opset}_{key}.onnx"
-    if path.exists():
-        LOG.info("using cached ONNX export %s", path)
-        return path, label
-    LOG.info("exporting %s to %s (first use; cached afterwards)", label, path)
-    tmp_dir = path.parent / f".tmp-{os.getpid()}-{key}"
-    ex.export_onnx(net, tmp_dir / path.name, input_hw=hw, opset=opset, label=label, trt_target=None)
-    data = tmp_dir / (path.name + ".data")
-    if data.exists():  # external weights: the graph refers to the data file by its name, which stays the same
-        data.replace(Path(str(path) + ".data"))
-    (tmp_dir / path.name).replace(path)  # the .onnx last, so a cached .onnx is always complete
-    tmp_dir.rmdir()
-    return path, label
-
-
-def onnx_metadata(path: str | Path) -> dict[str, str]:
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # ONNX Runtime
 # ----------------------------------------------------------------------------------------------------------------
@@ -231,34 +182,41 @@ def onnxruntime_providers() -> list[str]:
 class OnnxRuntimeBackend(Backend):
     """ONNX Runtime inference: CPU EP; on ``device='cuda'`` the TensorRT EP (when installed) and the CUDA EP.
 
-    ``model``: a ``.onnx`` file made by ``mtpano-export`` or a model name/checkpoint (exported once and cached).
-    ``intra_op_threads``: threads inside one operator (default: all cores); ``inter_op_threads``: parallel
-    operators (default 1, the graph is a chain). Graph optimisation level: ORT_ENABLE_ALL. fp16 is only available
-    through the TensorRT EP.
+    ``model``: an ``.onnx`` file made by ``mtpano-export``, or a model / ModelSpec / ``nn.Module`` (exported once
+    into ``cache_dir`` and reused). ``onnx_path``: run this ``.onnx`` file instead of exporting ``model``.
+    ``threads``: threads inside one operator (default: all cores); ``inter_op_threads``: parallel operators
+    (default 1, the graph is a chain). Graph optimisation level: ORT_ENABLE_ALL. fp16 is only available through
+    the TensorRT EP.
     """
 
     name = "onnxruntime"
 
     def __init__(self, model="default", device: str = "cpu", precision: str = "fp32",
-                 input_hw: tuple[int, int] | None = None, intra_op_threads: int | None = None,
-                 inter_op_threads: int | None = None, threads: int | None = None, cache_dir: str | Path | None = None,
-                 opset: int | None = None, providers: list | None = None, use_tensorrt_ep: bool = True,
-                 **unused):
+                 input_hw: tuple[int, int] | None = None, threads: int | None = None,
+                 inter_op_threads: int | None = None, cache_dir: str | Path | None = None,
+                 onnx_path: str | Path | None = None, opset: int | None = None, providers: list | None = None,
+                 use_tensorrt_ep: bool = True):
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise BackendError("onnxruntime is not installed; `pip install onnxruntime` (CPU) or "
+            raise BackendError(f"onnxruntime is not importable ({exc}); `pip install onnxruntime` (CPU) or "
                                "`onnxruntime-gpu` (CUDA), or use the torch backend") from exc
-        _log_unused(self.name, unused)
         if device in ("auto", None):
             device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
         available = ort.get_available_providers()
         cache = Path(cache_dir or default_cache_dir())
         if providers is None:
             providers = self._providers(device, precision, available, use_tensorrt_ep, cache)
-        onnx_path, label = resolve_onnx(model, input_hw, cache, opset)
-        from mtpano_ros.runtime.export import onnx_input_hw
-
+        if onnx_path:
+            onnx_path, label = Path(onnx_path), Path(onnx_path).stem
+            if not onnx_path.is_file():
+                raise FileNotFoundError(f"ONNX file '{onnx_path}' (onnx_path) does not exist; create it with "
+                                        "`mtpano-export MODEL -o FILE.onnx` or leave onnx_path empty to export the "
+                                        "model automatically")
+        else:
+            if isinstance(model, ModelSpec | str | Path) and resolve(model).kind == "engine":
+                raise BackendError(f"'{model}' is a TensorRT engine; only the tensorrt backend runs it")
+            onnx_path, label = cached_onnx(model, input_hw, cache, opset)
         hw = onnx_input_hw(onnx_path)
         if input_hw is not None and tuple(input_hw) != hw:
             raise BackendError(f"{onnx_path} was exported for {hw[0]}x{hw[1]} but input_hw={tuple(input_hw)}; "
@@ -266,7 +224,7 @@ class OnnxRuntimeBackend(Backend):
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.intra_op_num_threads = int(intra_op_threads or threads or os.cpu_count() or 1)
+        so.intra_op_num_threads = int(threads or os.cpu_count() or 1)
         so.inter_op_num_threads = int(inter_op_threads or 1)
         self.intra_op_threads = so.intra_op_num_threads
         try:

@@ -9,22 +9,32 @@ The exported graph has one input and three outputs (names fixed, frames and unit
 - ``depth``    (B, 1, H, W) float32 radial metres >= 0.
 - ``normals``  (B, 3, H, W) float32 unit vectors in the panorama frame (REP 103).
 
-Command line: ``mtpano-export MODEL -o model.onnx [--engine model.engine --precision fp16]``.
+Exporters: ``exporter="auto"`` (default) tries the torch.export-based ("dynamo") exporter and falls back to the
+TorchScript one, with a warning that says why, when dynamo is unavailable (onnxscript missing, an older torch
+such as the 2.3-2.5 wheels on Jetson) or fails on the model; "dynamo" / "torchscript" use only that one.
+Files are written atomically (a temporary folder beside the target, then ``os.replace``), so a crash never leaves
+a truncated ``.onnx`` in the cache. ``cached_onnx`` exports once per (weights, size, opset) into the cache folder.
+
+Command line: ``mtpano-export`` (mtpano_ros.runtime.cli).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import logging
-import sys
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from mtpano_ros.model.resolve import load_model, resolve
+from mtpano_ros.runtime.cache import default_cache_dir, file_sha256, slug
 
 LOG = logging.getLogger("mtpano_ros.runtime.export")
 
@@ -32,10 +42,11 @@ INPUT_NAME = "images"
 OUTPUT_NAMES = ("semantic", "depth", "normals")
 LOGIT_OUTPUT_NAMES = ("semantic_logits", "depth", "normals")
 DEFAULT_OPSET = 18  # the dynamo exporter's native opset; TensorRT 10.0+ parses opsets 9..20
-SUPPORTED_OPSETS = (17, 18)
+SUPPORTED_OPSETS = (17, 18)  # TensorRT 8.6 (JetPack 6.0) parses opsets up to 17
+EXPORTERS = ("auto", "dynamo", "torchscript")
 DEFAULT_TRT_TARGET = "10.3"
 # Bump when the exported graph changes for the same weights (invalidates cached exports).
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3
 OPS_FILE = Path(__file__).resolve().parent / "data" / "tensorrt10_onnx_ops.tsv"
 # Saving with external data avoids protobuf's 2 GiB limit for the large variants.
 _EXTERNAL_DATA_BYTES = 1_800_000_000
@@ -50,35 +61,20 @@ class ExportError(RuntimeError):
 # --------------------------------------------------------------------------------------------------------------
 
 
-def load_torch_model(model: str, seed: int = 0):
-    """Return ``(eval-mode CPU model, label)`` for a registry name, bundled name or checkpoint path.
+def model_and_label(model):
+    """``(eval-mode CPU nn.Module, label)`` for an ``nn.Module``, a ModelSpec or anything ``resolve`` accepts.
 
-    A registry name (``mtpano-tiny``, ...) builds the architecture with deterministic random weights drawn from
-    ``seed`` (the global torch RNG is left untouched), so every backend built from the same name computes the same
-    function. Bundled names (``default``, ``tiny-labelfree``) and paths go through ``mtpano_ros.model.load_model``.
+    Raises ExportError for ``.onnx`` / ``.engine`` (nothing to export) and FileNotFoundError for unknown models.
     """
     import torch
 
-    from mtpano_ros import model as mm
-
-    if model in mm.list_models():
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = mm.create_model(model)
-        LOG.warning("'%s' is a registry name: using deterministic random weights (seed %d), not trained weights",
-                    model, seed)
-        return net.eval(), model
-    path = Path(model)
-    if path.suffix in (".onnx", ".engine", ".plan"):
-        raise ExportError(f"'{model}' is already an {path.suffix} file; export needs a model name or a torch "
-                          f"checkpoint (registry names: {', '.join(mm.list_models())}; bundled: default, "
-                          f"tiny-labelfree)")
-    if "/" in model or path.suffix:
-        if not path.exists():
-            raise FileNotFoundError(f"model checkpoint '{model}' does not exist; pass a registry name "
-                                    f"({', '.join(mm.list_models())}), a bundled name (default, tiny-labelfree) "
-                                    f"or an existing checkpoint directory / .safetensors / .pth file")
-    return mm.load_model(model, device="cpu").eval(), model
+    if isinstance(model, torch.nn.Module):
+        return model.eval(), getattr(model, "config", {}).get("variant", type(model).__name__)
+    spec = resolve(model)
+    if not spec.has_weights:
+        raise ExportError(f"'{spec.source}' is already an {spec.kind} file; export needs a model name or a torch "
+                          f"checkpoint")
+    return load_model(spec).eval(), spec.name
 
 
 def state_dict_sha256(net) -> str:
@@ -372,27 +368,32 @@ def _fast_cleanup(model) -> None:
     passes.RemoveUnusedOpsetsPass()(model)
 
 
-def _torch_export(wrapper, dummy, opset: int, dynamo: bool, output_names) -> object:
-    """Run torch.onnx.export and return the ModelProto (dynamic batch, static H x W).
+def _export_dynamo(wrapper, dummy, opset: int, output_names):
+    """torch.onnx.export(dynamo=True) -> ModelProto (dynamic batch, static H x W).
 
-    With ``dynamo=True`` at opset 18 (the exporter's native opset) the graph is cleaned by ``_fast_cleanup``; at
-    opset 17 the exporter's own optimizer runs first (slow) because ONNX's version converter has no Pad-18 -> 17
-    adapter for the unoptimised graph.
+    At opset 18 (the exporter's native opset) the graph is cleaned by ``_fast_cleanup``; at opset 17 the
+    exporter's own optimizer runs first (slow) because ONNX's version converter has no Pad-18 -> 17 adapter for the
+    unoptimised graph.
     """
+    import torch
+
+    with torch.no_grad():  # one eager call first: fills module-level caches with real (not traced) tensors
+        wrapper(dummy)
+    fast = opset == 18
+    program = torch.onnx.export(
+        wrapper, (dummy,), None, dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+        output_names=list(output_names), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},),
+        optimize=not fast, verbose=False)
+    if fast:
+        _fast_cleanup(program.model)
+    return program.model_proto
+
+
+def _export_torchscript(wrapper, dummy, opset: int, output_names):
+    """torch.onnx.export(dynamo=False) (the TorchScript tracer) -> ModelProto (dynamic batch, static H x W)."""
     import onnx
     import torch
 
-    if dynamo:
-        with torch.no_grad():  # one eager call first: fills module-level caches with real (not traced) tensors
-            wrapper(dummy)
-        fast = opset == 18
-        program = torch.onnx.export(
-            wrapper, (dummy,), None, dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-            output_names=list(output_names), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},),
-            optimize=not fast, verbose=False)
-        if fast:
-            _fast_cleanup(program.model)
-        return program.model_proto
     buf = io.BytesIO()
     torch.onnx.export(
         wrapper, (dummy,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
@@ -402,17 +403,45 @@ def _torch_export(wrapper, dummy, opset: int, dynamo: bool, output_names) -> obj
     return onnx.load_from_string(buf.getvalue())
 
 
+_EXPORTER_FUNCTIONS = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
+
+
+def run_exporters(wrapper, dummy, opset: int, exporter: str, output_names, label: str):
+    """Export with ``exporter`` ("auto": dynamo, then TorchScript when dynamo raises anything); returns
+    ``(ModelProto, name of the exporter that worked)``. Raises ExportError with every exporter's failure."""
+    import torch
+
+    order = ("dynamo", "torchscript") if exporter == "auto" else (exporter,)
+    failures = []
+    for name in order:
+        try:
+            with torch.no_grad():
+                return _EXPORTER_FUNCTIONS[name](wrapper, dummy, opset, output_names), name
+        except Exception as exc:  # noqa: BLE001 - exporters raise many types (ImportError, torch._dynamo errors, ...)
+            reason = f"{type(exc).__name__}: {str(exc).strip()[:1500]}"
+            failures.append(f"{name}: {reason}")
+            if name != order[-1]:
+                LOG.warning("the dynamo ONNX exporter failed for %s (%s); falling back to the TorchScript exporter",
+                            label, reason.splitlines()[0][:300])
+    raise ExportError(f"ONNX export of {label} failed with every exporter tried ({', '.join(order)}): "
+                      + " | ".join(failures) + ". With exporter 'auto' both were tried; check the torch/onnx/"
+                      "onnxscript versions (requirements.txt) or export on a workstation and copy the .onnx file.")
+
+
 def export_onnx(model, out_path: str | Path, input_hw: tuple[int, int] | None = None, opset: int = DEFAULT_OPSET,
-                dynamo: bool = True, semantic: str = "argmax", trt_target: str | None = DEFAULT_TRT_TARGET,
+                exporter: str = "auto", semantic: str = "argmax", trt_target: str | None = DEFAULT_TRT_TARGET,
                 label: str | None = None) -> Path:
     """Export a PD-BridgeNet to ONNX and check it.
 
     Args:
-        model: registry name, bundled name, checkpoint path, or an ``nn.Module`` with ``.config``.
-        out_path: the ``.onnx`` file to write (weights go to ``<out>.data`` beside it when over ~1.8 GB).
+        model: an ``nn.Module`` with ``.config``, a ModelSpec, or anything ``mtpano_ros.model.resolve`` accepts
+            that holds weights (registry / bundled name, checkpoint folder or file).
+        out_path: the ``.onnx`` file to write (weights go to ``<out>.data`` beside it when over ~1.8 GB); written
+            atomically.
         input_hw: static (H, W) of the graph (multiples of 16); default the model's ``config["input_hw"]``.
-        opset: ONNX opset, 17 or 18 (>= 23 would turn attention into an op TensorRT 10.3 lacks).
-        dynamo: passed to ``torch.onnx.export``; True uses the torch.export-based exporter.
+        opset: ONNX opset, 17 or 18 (>= 23 would turn attention into an op TensorRT 10.3 lacks; TensorRT 8.6
+            needs 17).
+        exporter: "auto" (dynamo, falling back to TorchScript with a warning), "dynamo" or "torchscript".
         semantic: "argmax" (output ``semantic`` (B, H, W) int32 ids) or "logits" (``semantic_logits``).
         trt_target: TensorRT version whose ONNX parser must accept every op; None skips the op check.
         label: name stored in the graph metadata (defaults to ``model`` when it is a string).
@@ -427,50 +456,35 @@ def export_onnx(model, out_path: str | Path, input_hw: tuple[int, int] | None = 
                           f"attention as an ONNX Attention op that needs TensorRT >= 10.14)")
     if semantic not in ("argmax", "logits"):
         raise ExportError(f"semantic='{semantic}' must be 'argmax' or 'logits'")
-    if isinstance(model, str):
-        net, label = load_torch_model(model)[0], label or model
-    else:
-        net, label = model.eval(), label or getattr(model, "config", {}).get("variant", type(model).__name__)
+    if exporter not in EXPORTERS:
+        raise ExportError(f"exporter='{exporter}' must be one of {', '.join(EXPORTERS)}")
+    net, own_label = model_and_label(model)
+    label = label or own_label
     config = dict(getattr(net, "config", {}))
     h, w = tuple(input_hw) if input_hw is not None else tuple(config.get("input_hw", (512, 1024)))
     if h % 16 or w % 16 or h <= 0 or w <= 0:
         raise ExportError(f"input size {h}x{w} must be positive multiples of 16 (the ViT patch size)")
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     names = OUTPUT_NAMES if semantic == "argmax" else LOGIT_OUTPUT_NAMES
     wrapper = _export_wrapper(net, semantic)
     dummy = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0))  # batch 2: no 0/1 specialisation
     t0 = time.perf_counter()
-    LOG.info("exporting %s at %dx%d, opset %d, dynamo=%s", label, h, w, opset, dynamo)
-    with torch.no_grad():
-        try:
-            proto = _torch_export(wrapper, dummy, opset, dynamo, names)
-        except Exception as exc:  # noqa: BLE001 - the exporter raises many types; re-raise with advice
-            raise ExportError(f"torch.onnx.export(dynamo={dynamo}) failed for {label}: {type(exc).__name__}: "
-                              f"{str(exc)[:2000]}\nTry the other exporter (--dynamo / --no-dynamo).") from exc
+    LOG.info("exporting %s at %dx%d, opset %d, exporter %s", label, h, w, opset, exporter)
+    proto, used = run_exporters(wrapper, dummy, opset, exporter, names, label)
     if len(proto.functions):  # the dynamo path inlines already; the inliner serialises, which fails over 2 GiB
         proto = onnx.inliner.inline_local_functions(proto)
     n_bn = fold_batchnorm(proto)
     n_am = argmax_before_slice(proto) if semantic == "argmax" else 0
     n_init = remove_unused_initializers(proto)
-    LOG.info("exported in %.1f s (folded %d BatchNorm, moved %d ArgMax before a crop, dropped %d unused "
-             "initializers)", time.perf_counter() - t0, n_bn, n_am, n_init)
+    LOG.info("exported with the %s exporter in %.1f s (folded %d BatchNorm, moved %d ArgMax before a crop, dropped "
+             "%d unused initializers)", used, time.perf_counter() - t0, n_bn, n_am, n_init)
     _set_batch_dim(proto)
     meta = {"mtpano_config": json.dumps({**config, "input_hw": [h, w]}, default=str),
-            "mtpano_model": label, "mtpano_semantic": semantic, "mtpano_opset": str(opset)}
+            "mtpano_model": label, "mtpano_semantic": semantic, "mtpano_opset": str(opset), "mtpano_exporter": used}
     del proto.metadata_props[:]
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
-    big = sum(len(t.raw_data) + 4 * len(t.float_data) for t in proto.graph.initializer) > _EXTERNAL_DATA_BYTES
-    if big:
-        data_name = out_path.name + ".data"
-        (out_path.parent / data_name).unlink(missing_ok=True)
-        onnx.save_model(proto, str(out_path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data_name, size_threshold=1024)
-        onnx.checker.check_model(str(out_path), full_check=True)
-    else:
-        onnx.checker.check_model(proto, full_check=True)
-        onnx.save_model(proto, str(out_path))
+    _save_atomically(proto, out_path)
     if trt_target is not None:
         res = check_tensorrt_ops(proto, trt_target)
         for op, note in sorted(res.cautions.items()):
@@ -480,6 +494,35 @@ def export_onnx(model, out_path: str | Path, input_hw: tuple[int, int] | None = 
                               f"Change the model so it avoids them (DESIGN §5b) or pass --trt-target for a newer "
                               f"TensorRT.")
     return out_path
+
+
+def _save_atomically(proto, out_path: Path) -> None:
+    """Check and save ``proto`` to ``out_path`` (+ ``<out>.data`` when the weights pass ~1.8 GB) atomically.
+
+    Everything is written into a temporary folder beside ``out_path`` under the final names (the graph refers to
+    its data file by name), then moved in with ``os.replace``: the data file first, the ``.onnx`` last, so a
+    complete ``.onnx`` always has its data.
+    """
+    import onnx
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
+    try:
+        tmp = tmp_dir / out_path.name
+        data_name = out_path.name + ".data"
+        big = sum(len(t.raw_data) + 4 * len(t.float_data) for t in proto.graph.initializer) > _EXTERNAL_DATA_BYTES
+        if big:
+            onnx.save_model(proto, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_name, size_threshold=1024)
+            onnx.checker.check_model(str(tmp), full_check=True)
+            os.replace(tmp_dir / data_name, out_path.parent / data_name)
+        else:
+            onnx.checker.check_model(proto, full_check=True)
+            onnx.save_model(proto, str(tmp))
+            (out_path.parent / data_name).unlink(missing_ok=True)  # a stale one from an earlier big export
+        os.replace(tmp, out_path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def _set_batch_dim(proto) -> None:
@@ -495,7 +538,11 @@ def onnx_input_hw(onnx_path: str | Path) -> tuple[int, int]:
     """Static (H, W) of an exported graph's ``images`` input."""
     import onnx
 
-    proto = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        proto = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf DecodeError, OSError, ...
+        raise ExportError(f"cannot read ONNX file '{onnx_path}' ({type(exc).__name__}: {exc}); it is truncated or "
+                          "not an ONNX graph: delete it and re-export with mtpano-export") from exc
     for vi in proto.graph.input:
         if vi.name == INPUT_NAME:
             dims = vi.type.tensor_type.shape.dim
@@ -503,81 +550,55 @@ def onnx_input_hw(onnx_path: str | Path) -> tuple[int, int]:
     raise ExportError(f"{onnx_path} has no '{INPUT_NAME}' input; re-export it with mtpano-export")
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file (and of its external-data file ``<path>.data`` when present)."""
-    h = hashlib.sha256()
-    for p in (Path(path), Path(str(path) + ".data")):
-        if p.exists():
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file (``mtpano_config``, ``mtpano_model``, ``mtpano_exporter``, ...)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------------------------
+_SAFETENSORS_KINDS = ("bundled", "checkpoint_dir", "safetensors")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mtpano-export", description=(
-        "Export a PD-BridgeNet to ONNX (static HxW, dynamic batch), check it against TensorRT 10's ONNX operator "
-        "list, and optionally build a TensorRT engine."))
-    p.add_argument("model", help="registry name (mtpano-tiny, mtpano-vits, mtpano-vitl), bundled name (default, "
-                                 "tiny-labelfree) or checkpoint path")
-    p.add_argument("-o", "--output", required=True, help="ONNX file to write")
-    p.add_argument("--height", type=int, default=None, help="input height in pixels (multiple of 16)")
-    p.add_argument("--width", type=int, default=None, help="input width in pixels (multiple of 16)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=SUPPORTED_OPSETS)
-    p.add_argument("--dynamo", action=argparse.BooleanOptionalAction, default=True,
-                   help="use the torch.export-based exporter (default) or the TorchScript one (--no-dynamo)")
-    p.add_argument("--semantic", choices=("argmax", "logits"), default="argmax",
-                   help="emit class ids (ArgMax in the graph, default) or the 150 logits")
-    p.add_argument("--trt-target", default=DEFAULT_TRT_TARGET,
-                   help="TensorRT version the op check targets (default 10.3 = JetPack 6)")
-    p.add_argument("--engine", default=None, help="also build a TensorRT engine to this path (needs tensorrt+CUDA)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision")
-    p.add_argument("--calibration-dir", default=None, help="folder of panoramas for INT8 calibration")
-    p.add_argument("--max-batch", type=int, default=1, help="largest batch the engine accepts")
-    p.add_argument("--workspace-gib", type=float, default=None, help="TensorRT builder workspace limit")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p
+def cached_onnx(model, input_hw: tuple[int, int] | None = None, cache_dir: str | Path | None = None,
+                opset: int | None = None, exporter: str = "auto") -> tuple[Path, str]:
+    """``(onnx_path, label)`` for a model: an ``.onnx`` spec is used as is; anything else is exported once.
 
+    Exports are cached under ``<cache_dir>/onnx/`` (default ``default_cache_dir()``) keyed by the weights, input
+    size, opset and EXPORT_VERSION, so a second start loads in seconds. Safetensors checkpoints are keyed by the
+    sha256 of their files (no model load when the export is cached); other models by their state dict.
+    ``model``: an ``nn.Module`` or anything ``resolve`` accepts; an ``.engine`` raises ExportError.
+    """
+    import torch
 
-def main(argv: list[str] | None = None) -> int:
-    """Console script ``mtpano-export``."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if (args.height is None) != (args.width is None):
-        print("mtpano-export: give both --height and --width, or neither", file=sys.stderr)
-        return 2
-    hw = (args.height, args.width) if args.height is not None else None
-    try:
-        if args.engine:  # fail before a long export when the engine cannot be built here
-            from mtpano_ros.runtime.tensorrt_backend import _require_cuda, import_tensorrt
-
-            import_tensorrt()
-            _require_cuda("cuda")
-        path = export_onnx(args.model, args.output, input_hw=hw, opset=args.opset, dynamo=args.dynamo,
-                           semantic=args.semantic, trt_target=args.trt_target)
-        import onnx
-
-        res = check_tensorrt_ops(onnx.load(str(path), load_external_data=False), args.trt_target)
-        print(f"wrote {path} ({len(res.ops)} op types, all accepted by TensorRT {args.trt_target}'s ONNX parser)")
-        if args.engine:
-            if args.semantic != "argmax":
-                raise ExportError("--engine needs --semantic argmax (the runtime backends read class ids)")
-            from mtpano_ros.runtime.tensorrt_backend import build_engine
-
-            build_engine(path, args.engine, precision=args.precision, calibration_dir=args.calibration_dir,
-                         max_batch=args.max_batch, workspace_gib=args.workspace_gib)
-            print(f"wrote {args.engine}")
-    except (ExportError, FileNotFoundError, RuntimeError, ValueError) as exc:
-        print(f"mtpano-export: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    net = model if isinstance(model, torch.nn.Module) else None
+    if net is None:
+        spec = resolve(model)
+        if spec.kind == "onnx":
+            return spec.path, spec.name
+        if spec.kind == "engine":
+            raise ExportError(f"'{spec.source}' is a TensorRT engine; it cannot be turned back into ONNX")
+        label = spec.name
+        if spec.kind in _SAFETENSORS_KINDS:
+            config_file = spec.weights_file.with_name("config.json")
+            config = json.loads(config_file.read_text())
+            weights = hashlib.sha256(f"{file_sha256(spec.weights_file)}|{file_sha256(config_file)}".encode())
+            weights = weights.hexdigest()
+        else:
+            net = load_model(spec).eval()
+    else:
+        label = getattr(net, "config", {}).get("variant", type(net).__name__)
+    if net is not None:
+        config, weights = getattr(net, "config", {}), state_dict_sha256(net)
+    opset = opset or DEFAULT_OPSET
+    hw = tuple(int(x) for x in (input_hw or config.get("input_hw", (512, 1024))))
+    key = hashlib.sha256(f"{weights}|{hw}|{opset}|argmax|v{EXPORT_VERSION}".encode()).hexdigest()[:20]
+    path = Path(cache_dir or default_cache_dir()) / "onnx" / f"{slug(label)[-40:]}_{hw[0]}x{hw[1]}_op{opset}_{key}.onnx"
+    if path.exists():
+        LOG.info("using cached ONNX export %s", path)
+        return path, label
+    LOG.info("exporting %s to %s (first use; cached afterwards)", label, path)
+    export_onnx(net if net is not None else spec, path, input_hw=hw, opset=opset, exporter=exporter, label=label,
+                trt_target=None)
+    return path, label

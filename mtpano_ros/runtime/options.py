@@ -15,9 +15,19 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from mtpano_ros.runtime.cache import default_cache_dir
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
+
+
+class UnknownOptionError(KeyError, ValueError):
+    """A runtime option name that RuntimeOptions does not have; the message names the nearest valid one."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def _opt(default, description: str, choices: tuple[str, ...] = (), value_range: tuple | None = None):
@@ -99,19 +109,20 @@ class RuntimeOptions:
     def from_dict(cls, values: dict) -> RuntimeOptions:
         """Options from a mapping (params file, launch arguments, keyword arguments); absent keys take defaults.
 
-        Raises KeyError for an unknown key, naming it and the nearest valid key (``pecision`` -> ``precision``).
+        Raises UnknownOptionError (a KeyError and ValueError) for an unknown key, naming it and the nearest valid
+        key (``pecision`` -> ``precision``); TypeError / ValueError for a value of the wrong type or out of range.
         """
         names = [f.name for f in fields(cls)]
         for key in values:
             if key not in names:
-                raise KeyError(unknown_option_message(key))
+                raise UnknownOptionError(unknown_option_message(key))
         return cls(**dict(values))
 
     def replace(self, **changes) -> RuntimeOptions:
         """A copy with ``changes`` applied (unknown keys raise like ``from_dict``)."""
         for key in changes:
             if key not in {f.name for f in fields(self)}:
-                raise KeyError(unknown_option_message(key))
+                raise UnknownOptionError(unknown_option_message(key))
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -122,6 +133,11 @@ class RuntimeOptions:
     def input_hw(self) -> tuple[int, int] | None:
         """(H, W) network input size in pixels, or None for the model's own."""
         return (self.input_height, self.input_width) if self.input_height else None
+
+    @property
+    def cache_dir(self) -> Path:
+        """``engine_cache_dir``, or ``default_cache_dir()`` when it is empty."""
+        return Path(self.engine_cache_dir).expanduser() if self.engine_cache_dir else default_cache_dir()
 
     @property
     def precision_or_none(self) -> str | None:
@@ -163,4 +179,4 @@ def _field(name: str):
     for f in fields(RuntimeOptions):
         if f.name == name:
             return f
-    raise KeyError(unknown_option_message(name))
+    raise UnknownOptionError(unknown_option_message(name))

@@ -1,29 +1,53 @@
-"""TensorRT 10.x backend: engine build from our ONNX graph, engine cache, and execution on a torch CUDA stream.
+"""TensorRT backend (TensorRT 8.6 on JetPack 6.0, 10.x on JetPack 6.1+ and desktops): engine build from our ONNX
+graph, engine cache, and execution on a dedicated torch CUDA stream.
 
-Written against the documented TensorRT 10 Python API (``tensorrt`` package): ``trt.Builder``,
-``Builder.create_network`` (optionally ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``), ``trt.OnnxParser``,
-``IBuilderConfig`` (``set_flag(BuilderFlag.FP16/INT8)``, timing cache, ``progress_monitor``, ``int8_calibrator``),
-``Builder.build_serialized_network``, ``Runtime.deserialize_cuda_engine``, and ``IExecutionContext``
-``set_input_shape`` / ``set_tensor_address`` / ``execute_async_v3``. Buffers are torch CUDA tensors; no pycuda.
+Written against the documented TensorRT Python API (``tensorrt`` package): ``trt.Builder``,
+``Builder.create_network(flags)`` (``NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` on 8.x, where a network made
+without it is implicit-batch and the ONNX parser rejects it; ignored and deprecated from 10.0, so it is set only
+before 10; ``STRONGLY_TYPED`` from 9/10), ``trt.OnnxParser``, ``IBuilderConfig`` (``set_flag(BuilderFlag.FP16 /
+INT8 / PREFER_PRECISION_CONSTRAINTS)``, ``set_memory_pool_limit``, timing cache, ``progress_monitor`` where the
+release has ``IProgressMonitor``, ``int8_calibrator``), ``Builder.build_serialized_network``,
+``Runtime.deserialize_cuda_engine`` and ``IExecutionContext`` ``set_input_shape`` / ``set_tensor_address`` /
+``execute_async_v3`` (8.5+). Buffers are torch CUDA tensors; no pycuda.
 
-Engines only load on the TensorRT version and GPU that built them, so the cache key is
-(ONNX sha256, TensorRT version, GPU name, precision, max batch); an engine that fails to deserialize is rebuilt.
+TensorRT treats its logger as a process-wide singleton (the first logger given to a Builder/Runtime is used for
+all of them), so this module makes exactly one (``trt_logger``) and every Builder, parser and Runtime shares it.
+
+Engines load only on the TensorRT version and GPU that built them; the cache key (mtpano_ros.runtime.cache.
+EngineKey) also covers precision, strongly typed mode, the FP32 layer rule, the INT8 calibration set and the
+profile. An engine that does not load is rebuilt when it lives in the cache; an engine the user pointed at gives
+the rebuild hint instead (its ONNX may not be the one it came from).
 """
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import json
 import logging
-import os
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from mtpano_ros.runtime.backends import Backend, BackendError, _log_unused, default_cache_dir, resolve_onnx
+from mtpano_ros.model.resolve import resolve
+from mtpano_ros.runtime.backends import Backend, BackendError
+from mtpano_ros.runtime.cache import (
+    GpuInfo,
+    atomic_write_bytes,
+    atomic_write_text,
+    calibration_files,
+    calibration_set_sha256,
+    default_cache_dir,
+    engine_cache_path,
+    engine_key,
+    file_sha256,
+    is_inside,
+    slug,
+)
+from mtpano_ros.runtime.export import cached_onnx, onnx_input_hw
 
 LOG = logging.getLogger("mtpano_ros.runtime.tensorrt")
-
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def import_tensorrt():
@@ -47,52 +71,175 @@ def _require_cuda(device: str):
     return torch.device(device if device.startswith("cuda") else "cuda")
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-." else "_" for c in text).strip("_")
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# Logging and progress during builds
+# Version rules (pure: tested without TensorRT)
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _make_logger(trt):
-    """A trt.ILogger that forwards TensorRT messages to Python logging."""
-    levels = {trt.ILogger.Severity.INTERNAL_ERROR: logging.CRITICAL, trt.ILogger.Severity.ERROR: logging.ERROR,
-              trt.ILogger.Severity.WARNING: logging.WARNING, trt.ILogger.Severity.INFO: logging.DEBUG,
-              trt.ILogger.Severity.VERBOSE: logging.DEBUG}
-
-    class _Logger(trt.ILogger):
-        def __init__(self):
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity, msg):
-            level = levels.get(severity, logging.INFO)
-            if level >= logging.ERROR:
-                self.errors.append(msg)
-            LOG.log(level, "TensorRT: %s", msg)
-
-    return _Logger()
+def version_tuple(version: str) -> tuple[int, int]:
+    """'8.6.2.3' -> (8, 6)."""
+    parts = [int("".join(c for c in p if c.isdigit()) or 0) for p in str(version).split(".")[:2]]
+    return (parts + [0, 0])[0], (parts + [0, 0])[1]
 
 
-def _make_progress_monitor(trt, every_s: float = 10.0):
-    """A trt.IProgressMonitor that logs phase starts/ends and, at most every ``every_s`` s, step progress."""
+def network_flags(creation_flags, trt_version: str, strongly_typed: bool = False) -> int:
+    """The ``flags`` for ``Builder.create_network``.
+
+    ``creation_flags`` is ``trt.NetworkDefinitionCreationFlag`` (any object with its members as attributes).
+    Before TensorRT 10 the EXPLICIT_BATCH bit is required (without it the network is implicit-batch, which the ONNX
+    parser rejects); from 10.0 every network is explicit-batch and the member is deprecated, so it is left out.
+    STRONGLY_TYPED is feature-detected: a release without it raises BackendError.
+    """
+    flags = 0
+    if version_tuple(trt_version) < (10, 0):
+        explicit = getattr(creation_flags, "EXPLICIT_BATCH", None)
+        if explicit is None:
+            raise BackendError(f"TensorRT {trt_version} has no NetworkDefinitionCreationFlag.EXPLICIT_BATCH; "
+                               "TensorRT 8.5 or newer is needed")
+        flags |= 1 << int(explicit)
+    if strongly_typed:
+        typed = getattr(creation_flags, "STRONGLY_TYPED", None)
+        if typed is None:
+            raise BackendError(f"TensorRT {trt_version} has no strongly typed networks (they arrived in 9.x/10.0); "
+                               "set strongly_typed false")
+        flags |= 1 << int(typed)
+    return flags
+
+
+def onnx_opset_for(trt_version: str) -> int:
+    """ONNX opset to export for this TensorRT: 17 before 10.0 (TensorRT 8.6 parses opsets up to 17), else 18."""
+    return 17 if version_tuple(trt_version) < (10, 0) else 18
+
+
+def sidecar_mismatch(meta: dict, tensorrt_version: str, gpu: GpuInfo) -> str | None:
+    """Why an engine whose sidecar says ``meta`` cannot load here (other TensorRT or GPU), or None."""
+    if not meta:
+        return None
+    if meta.get("tensorrt_version") not in (None, tensorrt_version):
+        return f"it was built with TensorRT {meta['tensorrt_version']}, this is TensorRT {tensorrt_version}"
+    built_gpu = meta.get("gpu")
+    if isinstance(built_gpu, dict) and GpuInfo(built_gpu["name"], tuple(built_gpu["compute_capability"]),
+                                               int(built_gpu["total_memory_bytes"])) != gpu:
+        return (f"it was built on {built_gpu['name']} (sm {built_gpu['compute_capability']}, "
+                f"{built_gpu['total_memory_bytes'] / 2**30:.0f} GiB), this is {gpu.name} (sm {gpu.compute_capability}, "
+                f"{gpu.total_memory_bytes / 2**30:.0f} GiB)")
+    return None
+
+
+def stale_engine_action(engine: Path, cache_dir: Path, can_build: bool) -> str:
+    """What to do with an engine that does not load: "rebuild" when it lives in the cache (ours to replace) and
+    there is an ONNX graph or model to build from; "error" (with the rebuild hint) otherwise."""
+    return "rebuild" if can_build and is_inside(engine, cache_dir) else "error"
+
+
+class LogBuffer:
+    """Thread-safe record of the latest error messages and their running count (TensorRT logs from its own
+    threads). ``mark()`` then ``since(mark)`` gives the errors of one build."""
+
+    def __init__(self, keep: int = 50):
+        self._lock = threading.Lock()
+        self._recent: collections.deque = collections.deque(maxlen=keep)
+        self.count = 0
+
+    def add(self, msg: str) -> None:
+        with self._lock:
+            self.count += 1
+            self._recent.append((self.count, msg))
+
+    def mark(self) -> int:
+        with self._lock:
+            return self.count
+
+    def since(self, mark: int) -> list[str]:
+        with self._lock:
+            return [m for i, m in self._recent if i > mark]
+
+
+class BuildHeartbeat:
+    """Logs "engine build running: N s elapsed" every ``every_s`` seconds while a build runs (on every TensorRT
+    version, with or without IProgressMonitor), plus the current phase when a progress monitor reports one.
+
+        with BuildHeartbeat(30.0, "fp16 engine for model.onnx") as hb: ...build...; hb.phase = "..."
+    """
+
+    def __init__(self, every_s: float, what: str, log=None):
+        self.every_s, self.what = float(every_s), what
+        self.phase = ""
+        self._log = log or LOG.info
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trt_build_heartbeat", daemon=True)
+        self.t0 = time.monotonic()
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.t0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            phase = f", phase: {self.phase}" if self.phase else ""
+            self._log(f"building {self.what}: {self.elapsed_s():.0f} s elapsed{phase}")
+
+    def __enter__(self) -> BuildHeartbeat:
+        self.t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The one logger, progress during builds, GPU identity
+# ----------------------------------------------------------------------------------------------------------------
+
+_LOGGER = None
+_LOGGER_LOCK = threading.Lock()
+
+
+def trt_logger(trt):
+    """The process-wide trt.ILogger (made on first use) that forwards TensorRT messages to Python logging and
+    records errors in ``.errors`` (a LogBuffer). Every Builder, OnnxParser and Runtime here uses it."""
+    global _LOGGER
+    with _LOGGER_LOCK:
+        if _LOGGER is None:
+            levels = {trt.ILogger.Severity.INTERNAL_ERROR: logging.CRITICAL, trt.ILogger.Severity.ERROR: logging.ERROR,
+                      trt.ILogger.Severity.WARNING: logging.WARNING, trt.ILogger.Severity.INFO: logging.DEBUG,
+                      trt.ILogger.Severity.VERBOSE: logging.DEBUG}
+
+            class _Logger(trt.ILogger):
+                def __init__(self):
+                    trt.ILogger.__init__(self)
+                    self.errors = LogBuffer()
+
+                def log(self, severity, msg):
+                    level = levels.get(severity, logging.INFO)
+                    if level >= logging.ERROR:
+                        self.errors.add(str(msg))
+                    LOG.log(level, "TensorRT: %s", msg)
+
+            _LOGGER = _Logger()
+    return _LOGGER
+
+
+def _make_progress_monitor(trt, heartbeat: BuildHeartbeat, every_s: float = 10.0):
+    """A trt.IProgressMonitor (TensorRT 10+) logging top-level phases and, at most every ``every_s`` s, step
+    progress, each with the elapsed time; None on releases without IProgressMonitor."""
+    if not hasattr(trt, "IProgressMonitor"):
+        return None
 
     class _Progress(trt.IProgressMonitor):
         def __init__(self):
             trt.IProgressMonitor.__init__(self)
             self._lock = threading.Lock()
             self._steps: dict[str, int] = {}
-            self._t0 = time.monotonic()
             self._last = 0.0
 
         def phase_start(self, phase_name, parent_phase, num_steps):
             with self._lock:
                 self._steps[phase_name] = num_steps
+                heartbeat.phase = phase_name
                 if parent_phase is None:
-                    LOG.info("engine build: %s (%d steps) at %.0f s", phase_name, num_steps,
-                             time.monotonic() - self._t0)
+                    LOG.info("engine build: %s (%d steps) at %.0f s", phase_name, num_steps, heartbeat.elapsed_s())
 
         def step_complete(self, phase_name, step):
             now = time.monotonic()
@@ -100,7 +247,7 @@ def _make_progress_monitor(trt, every_s: float = 10.0):
                 if now - self._last >= every_s:
                     self._last = now
                     LOG.info("engine build: %s step %d/%d, %.0f s elapsed", phase_name, step + 1,
-                             self._steps.get(phase_name, 0), now - self._t0)
+                             self._steps.get(phase_name, 0), heartbeat.elapsed_s())
             return True  # False would cancel the build
 
         def phase_finish(self, phase_name):
@@ -110,23 +257,31 @@ def _make_progress_monitor(trt, every_s: float = 10.0):
     return _Progress()
 
 
+def gpu_info(device) -> GpuInfo:
+    """Name, compute capability and total memory of a CUDA device (torch.cuda.get_device_properties)."""
+    import torch
+
+    props = torch.cuda.get_device_properties(device)
+    return GpuInfo(name=str(props.name), compute_capability=(int(props.major), int(props.minor)),
+                   total_memory_bytes=int(props.total_memory))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # INT8 calibration from a folder of panoramas
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _make_calibrator(trt, folder: str | Path, input_hw: tuple[int, int], cache_file: Path, batch_size: int = 1,
-                     max_images: int = 256):
+def _make_calibrator(trt, folder: str | Path, input_hw: tuple[int, int], cache_file: Path, batch_size: int = 1):
     """A trt.IInt8EntropyCalibrator2 that feeds panoramas from ``folder`` (resized to ``input_hw``, RGB [0, 1])."""
     import cv2
     import torch
 
     from mtpano_ros.model import preprocess
 
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)[:max_images]
+    files = calibration_files(folder)
     if not files:
-        raise BackendError(f"INT8 calibration folder '{folder}' has no images ({', '.join(_IMAGE_SUFFIXES)}); "
-                           f"put ~100 representative panoramas there or use precision fp16")
+        raise BackendError(f"INT8 calibration folder '{folder}' has no images (jpg/png/bmp/webp); put ~100 "
+                           "representative panoramas there or use precision fp16")
 
     class _Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
@@ -156,8 +311,7 @@ def _make_calibrator(trt, folder: str | Path, input_hw: tuple[int, int], cache_f
             return cache_file.read_bytes() if cache_file.exists() else None
 
         def write_calibration_cache(self, cache):
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            cache_file.write_bytes(bytes(cache))
+            atomic_write_bytes(cache_file, bytes(cache))
 
     return _Calibrator()
 
@@ -167,11 +321,12 @@ def _make_calibrator(trt, folder: str | Path, input_hw: tuple[int, int], cache_f
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _keep_fp32_islands(trt, network) -> int:
-    """Pin normalisation, softmax and the attention score MatMul (Q K^T) feeding a softmax to FP32.
+def fp32_layer_names(trt, network) -> list[str]:
+    """Pin normalisation, softmax and the attention score MatMul (Q K^T) feeding a softmax to FP32; returns the
+    names of the pinned layers (the rule is cache.FP32_ATTENTION_RULE: bump it when this changes).
 
     ViT attention scores can pass FP16's 65504 (DESIGN §5b); with ``PREFER_PRECISION_CONSTRAINTS`` TensorRT keeps
-    these layers in FP32 and the rest in FP16. Returns the number of pinned layers.
+    these layers in FP32 and the rest in FP16.
     """
     producer = {}
     for i in range(network.num_layers):
@@ -179,9 +334,10 @@ def _keep_fp32_islands(trt, network) -> int:
         for j in range(layer.num_outputs):
             producer[layer.get_output(j).name] = layer
     pinned = []
+    norm = getattr(trt.LayerType, "NORMALIZATION", None)  # INormalizationLayer: TensorRT 8.6+
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        if layer.type in (trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX):
+        if layer.type in (norm, trt.LayerType.SOFTMAX):
             pinned.append(layer)
         if layer.type == trt.LayerType.SOFTMAX:  # walk back over the scale to the Q K^T MatMul
             inp = layer.get_input(0)
@@ -199,48 +355,48 @@ def _keep_fp32_islands(trt, network) -> int:
         for j in range(layer.num_outputs):
             if layer.get_output(j).dtype in (trt.float32, trt.float16):
                 layer.set_output_type(j, trt.float32)
-    return len(pinned)
+    return sorted({layer.name for layer in pinned})
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, precision: str = "fp16", max_batch: int = 1,
                  calibration_dir: str | Path | None = None, workspace_gib: float | None = None,
                  timing_cache: str | Path | None = None, strongly_typed: bool = False,
-                 fp32_attention: bool = True) -> Path:
+                 fp32_attention: bool = True, key=None, heartbeat_s: float = 30.0) -> Path:
     """Build a serialized TensorRT engine from an ``mtpano-export`` ONNX file and write it to ``engine_path``.
 
     Args:
         onnx_path: graph with input ``images`` (B, 3, H, W) float32, static H, W, dynamic B.
-        engine_path: output file; a JSON sidecar ``<engine>.json`` records TensorRT version, GPU and precision.
+        engine_path: output file, written atomically; a JSON sidecar ``<engine>.json`` records the cache key
+            (TensorRT version, GPU, precision, ...) and the FP32-pinned layers.
         precision: "fp32", "fp16" (default) or "int8" (needs ``calibration_dir``; INT8 also enables FP16).
         max_batch: the optimisation profile covers batch 1..max_batch (optimum 1).
         calibration_dir: folder of panoramas for the IInt8EntropyCalibrator2 (INT8 only).
         workspace_gib: builder workspace memory pool limit (default: TensorRT's, the whole GPU).
-        timing_cache: file that keeps layer timings between builds (created if missing).
+        timing_cache: file that keeps layer timings between builds (created if missing, written atomically).
         strongly_typed: build a strongly typed network (types come from the ONNX graph; no FP16/INT8 flags, so an
             fp32 graph gives an fp32 engine). TensorRT 11 only builds strongly typed networks.
-        fp32_attention: with fp16/int8, keep normalisation, softmax and Q K^T in FP32 (see _keep_fp32_islands).
-    Logs progress (phases, steps) while building: minutes on desktop GPUs, over an hour on Jetson.
+        fp32_attention: with fp16/int8, keep normalisation, softmax and Q K^T in FP32 (see fp32_layer_names).
+        key: the EngineKey the caller computed (stored in the sidecar); computed here when None.
+        heartbeat_s: period of the "N s elapsed" log lines while the builder runs.
+    Logs progress with the elapsed time while building: minutes on desktop GPUs, over an hour on Jetson.
     """
-    import torch
-
     trt = import_tensorrt()
-    _require_cuda("cuda")
+    device = _require_cuda("cuda")
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.exists():
         raise FileNotFoundError(f"ONNX file '{onnx_path}' does not exist; create it with mtpano-export")
     if precision not in ("fp32", "fp16", "int8"):
         raise BackendError(f"precision '{precision}' must be fp32, fp16 or int8")
-    if precision == "int8" and calibration_dir is None:
-        raise BackendError("precision int8 needs calibration_dir (a folder of representative panoramas)")
+    if precision == "int8" and not calibration_dir:
+        raise BackendError("precision int8 needs int8_calibration_dir (a folder of representative panoramas)")
     if strongly_typed and precision != "fp32":
         raise BackendError("strongly typed networks take their precision from the ONNX graph and ours is fp32; "
-                           "use strongly_typed=False for fp16/int8 (or precision fp32)")
-    logger = _make_logger(trt)
+                           "set strongly_typed false for fp16/int8 (or precision fp32)")
+    logger = trt_logger(trt)
+    mark = logger.errors.mark()
     builder = trt.Builder(logger)
-    flags = 0
-    if strongly_typed:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
+    network = builder.create_network(network_flags(trt.NetworkDefinitionCreationFlag, trt.__version__,
+                                                   strongly_typed))
     parser = trt.OnnxParser(network, logger)
     LOG.info("parsing %s with TensorRT %s", onnx_path, trt.__version__)
     if not parser.parse_from_file(str(onnx_path)):
@@ -255,20 +411,24 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, precision: str 
     profile = builder.create_optimization_profile()
     profile.set_shape(inp.name, (1, c, h, w), (1, c, h, w), (max(1, max_batch), c, h, w))
     config.add_optimization_profile(profile)
+    pinned: list[str] = []
     if precision in ("fp16", "int8"):
         if not hasattr(trt.BuilderFlag, "FP16"):
             raise BackendError(f"TensorRT {trt.__version__} has no FP16 builder flag (weak typing was removed); "
                                f"build fp32 or export an fp16 graph")
-        if not getattr(builder, "platform_has_fast_fp16", True):  # deprecated attribute: absent in newer releases
-            LOG.warning("this GPU reports no fast FP16; the fp16 engine may be slower than fp32")
         config.set_flag(trt.BuilderFlag.FP16)
         if fp32_attention and hasattr(trt.BuilderFlag, "PREFER_PRECISION_CONSTRAINTS"):
-            n = _keep_fp32_islands(trt, network)
+            pinned = fp32_layer_names(trt, network)
             config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
-            LOG.info("keeping %d normalisation/softmax/attention-score layers in FP32", n)
+            LOG.info("keeping %d normalisation/softmax/attention-score layers in FP32", len(pinned))
+    gpu = gpu_info(device)
+    calib_sha = calibration_set_sha256(calibration_dir) if precision == "int8" else ""
+    if key is None:
+        key = engine_key(file_sha256(onnx_path), trt.__version__, gpu, precision, strongly_typed, fp32_attention,
+                         calib_sha, max_batch, int((workspace_gib or 0) * (1 << 30)))
     if precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
-        calib_cache = engine_path.with_suffix(".calib")
+        calib_cache = engine_path.with_name(f"{engine_path.name}.{calib_sha[:12]}.calib")
         config.int8_calibrator = _make_calibrator(trt, calibration_dir, (h, w), calib_cache)
         config.set_calibration_profile(profile)
     cache_bytes = b""
@@ -276,35 +436,35 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, precision: str 
         cache_bytes = Path(timing_cache).read_bytes()
     cache = config.create_timing_cache(cache_bytes)
     config.set_timing_cache(cache, ignore_mismatch=False)
-    progress = _make_progress_monitor(trt)
-    config.progress_monitor = progress
-    gpu = torch.cuda.get_device_name()
-    LOG.info("building %s TensorRT engine for %s at %dx%d, batch 1..%d: this takes minutes (over an hour on "
-             "Jetson); progress follows", precision, gpu, h, w, max_batch)
-    t0 = time.monotonic()
-    serialized = builder.build_serialized_network(network, config)
+    what = f"{precision} TensorRT engine for {onnx_path.name} on {gpu.name}"
+    LOG.info("building %s at %dx%d, batch 1..%d: this takes minutes (over an hour on Jetson); progress follows",
+             what, h, w, max_batch)
+    with BuildHeartbeat(heartbeat_s, what) as heartbeat:
+        progress = _make_progress_monitor(trt, heartbeat)
+        if progress is not None:
+            config.progress_monitor = progress
+        serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise BackendError(f"TensorRT engine build failed for '{onnx_path}': {'; '.join(logger.errors[-5:])}")
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine_path.with_name(engine_path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(bytes(serialized))
-    tmp.replace(engine_path)
-    sidecar = {"tensorrt": trt.__version__, "gpu": gpu, "precision": precision, "max_batch": max_batch,
-               "onnx": str(onnx_path), "input_hw": [h, w], "strongly_typed": strongly_typed}
-    Path(str(engine_path) + ".json").write_text(json.dumps(sidecar, indent=1))
+        raise BackendError(f"TensorRT engine build failed for '{onnx_path}' after {heartbeat.elapsed_s():.0f} s: "
+                           f"{'; '.join(logger.errors.since(mark)[-5:]) or 'see the TensorRT errors above'}")
+    atomic_write_bytes(engine_path, bytes(serialized))
+    sidecar = {**asdict(key), "onnx": str(onnx_path), "input_hw": [h, w], "fp32_layer_count": len(pinned),
+               "fp32_layers_sha256": hashlib.sha256("\n".join(pinned).encode()).hexdigest(),
+               "build_s": round(heartbeat.elapsed_s(), 1), "built_unix_s": int(time.time())}
+    atomic_write_text(Path(str(engine_path) + ".json"), json.dumps(sidecar, indent=1))
     if timing_cache is not None:
-        Path(timing_cache).parent.mkdir(parents=True, exist_ok=True)
-        Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
-    LOG.info("engine built in %.0f s -> %s (%.1f MB)", time.monotonic() - t0, engine_path,
+        atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
+    LOG.info("engine built in %.0f s -> %s (%.1f MB)", heartbeat.elapsed_s(), engine_path,
              engine_path.stat().st_size / 1e6)
     return engine_path
 
 
-def engine_cache_path(cache_dir: str | Path, onnx_sha256: str, trt_version: str, gpu_name: str, precision: str,
-                      max_batch: int = 1) -> Path:
-    """Cache file for an engine: one per (ONNX sha256, TensorRT version, GPU name, precision, max batch)."""
-    name = f"{onnx_sha256[:16]}_trt{_slug(trt_version)}_{_slug(gpu_name)}_{precision}_b{max_batch}.engine"
-    return Path(cache_dir) / "engines" / name
+def read_sidecar(engine: Path) -> dict:
+    """The JSON sidecar ``<engine>.json`` written by build_engine ({} when absent or unreadable)."""
+    try:
+        return json.loads(Path(str(engine) + ".json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -328,68 +488,79 @@ def _torch_dtype(trt, dt):
 class TensorRTBackend(Backend):
     """TensorRT engine on one CUDA GPU, run with ``execute_async_v3`` on a dedicated ``torch.cuda.Stream``.
 
-    ``model``: ``.engine``/``.plan`` file, ``.onnx`` file (engine built and cached), or a model name/checkpoint
-    (exported to ONNX and built, both cached). ``engine``: explicit engine path (built there if missing or stale).
-    ``precision``: fp16 (default), fp32, int8 (+ ``calibration_dir``). ``force_rebuild``: ignore cached engines.
-    An engine that fails to deserialize (other TensorRT version or GPU) is rebuilt from the ONNX file when known.
+    ``model``: ``.engine``/``.plan`` file, ``.onnx`` file (engine built and cached), or a model / ModelSpec /
+    ``nn.Module`` (exported to ONNX at the opset this TensorRT parses, then built; both cached).
+    ``engine_path``: where the engine lives (built there if missing); default: the cache, named by the full key.
+    ``onnx_path``: build from this ONNX instead of exporting ``model``. ``precision``: fp16 (default), fp32, int8
+    (+ ``calibration_dir``). ``force_rebuild``: build even when the engine exists.
+    An engine that does not load (other TensorRT / GPU, corrupt) is rebuilt when it lives in ``cache_dir``;
+    elsewhere it is an error that says how to rebuild it.
     """
 
     name = "tensorrt"
 
     def __init__(self, model="default", device: str = "cuda", precision: str | None = "fp16",
-                 input_hw: tuple[int, int] | None = None, engine: str | Path | None = None,
-                 onnx: str | Path | None = None, cache_dir: str | Path | None = None, force_rebuild: bool = False,
-                 calibration_dir: str | Path | None = None, max_batch: int = 1, workspace_gib: float | None = None,
-                 strongly_typed: bool = False, **unused):
+                 input_hw: tuple[int, int] | None = None, engine_path: str | Path | None = None,
+                 onnx_path: str | Path | None = None, cache_dir: str | Path | None = None,
+                 force_rebuild: bool = False, calibration_dir: str | Path | None = None, max_batch: int = 1,
+                 workspace_gib: float | None = None, strongly_typed: bool = False, fp32_attention: bool = True):
         import torch
 
-        from mtpano_ros.runtime.export import file_sha256, onnx_input_hw
-
-        _log_unused(self.name, unused)
         precision = precision or "fp16"
         trt = import_tensorrt()
         self._trt = trt
         self.torch_device = _require_cuda(device)
         torch.cuda.set_device(self.torch_device)
         cache = Path(cache_dir or default_cache_dir())
-        model_str = str(model) if isinstance(model, (str, Path)) else None
-        if model_str and model_str.endswith((".engine", ".plan")):
-            engine = engine or model_str
-        elif model_str and model_str.endswith(".onnx"):
-            onnx = onnx or model_str
-        onnx_path, label = (Path(onnx), Path(onnx).stem) if onnx else (None, None)
-        if onnx_path is not None and not onnx_path.exists():
-            raise FileNotFoundError(f"ONNX file '{onnx_path}' does not exist; create it with mtpano-export")
-        if engine is None or not Path(engine).exists():
-            if onnx_path is None:
-                if model_str and model_str.endswith((".engine", ".plan")):
-                    raise FileNotFoundError(f"engine '{model_str}' does not exist and no ONNX file was given to "
-                                            f"build it; pass onnx=... or build with `mtpano-export MODEL -o m.onnx "
-                                            f"--engine {model_str}`")
-                onnx_path, label = resolve_onnx(model, input_hw, cache)
-        gpu = torch.cuda.get_device_name(self.torch_device)
-        timing_cache = cache / "timing" / f"trt{_slug(trt.__version__)}_{_slug(gpu)}.cache"
-        if engine is None:
-            engine = engine_cache_path(cache, file_sha256(onnx_path), trt.__version__, gpu, precision, max_batch)
-        engine = Path(engine)
+        spec = None if isinstance(model, torch.nn.Module) else resolve(model)
+        if spec is not None and spec.kind == "engine":
+            engine_path = engine_path or spec.path
+        onnx = Path(onnx_path) if onnx_path else (spec.path if spec is not None and spec.kind == "onnx" else None)
+        if onnx is not None and not onnx.is_file():
+            raise FileNotFoundError(f"ONNX file '{onnx}' does not exist; create it with mtpano-export")
+        can_export = spec is None or spec.has_weights
+        label = onnx.stem if onnx is not None else (spec.name if spec is not None else "module")
+
+        def get_onnx() -> Path | None:
+            nonlocal onnx, label
+            if onnx is None and can_export:
+                onnx, label = cached_onnx(model if spec is None else spec, input_hw, cache,
+                                          onnx_opset_for(trt.__version__))
+            return onnx
+
+        gpu = gpu_info(self.torch_device)
         build = dict(precision=precision, max_batch=max_batch, calibration_dir=calibration_dir,
-                     workspace_gib=workspace_gib, timing_cache=timing_cache, strongly_typed=strongly_typed)
+                     workspace_gib=workspace_gib, strongly_typed=strongly_typed, fp32_attention=fp32_attention,
+                     timing_cache=cache / "timing" / f"trt{slug(trt.__version__)}_{gpu.slug()}.cache")
+        if engine_path is None:  # in the cache, named by the full key
+            if get_onnx() is None:
+                raise BackendError(f"no engine, ONNX file or model to build from ('{model}')")
+            key = engine_key(file_sha256(onnx), trt.__version__, gpu, precision, strongly_typed, fp32_attention,
+                             calibration_set_sha256(calibration_dir) if precision == "int8" else "", max_batch,
+                             int((workspace_gib or 0) * (1 << 30)))
+            engine = engine_cache_path(cache, key)
+        else:
+            engine = Path(engine_path)
         if force_rebuild or not engine.exists():
-            if onnx_path is None:
-                raise FileNotFoundError(f"engine '{engine}' does not exist; pass the ONNX file to build it")
-            LOG.info("no usable engine at %s%s", engine, " (force_rebuild)" if force_rebuild else "")
-            build_engine(onnx_path, engine, **build)
-        self.runtime = trt.Runtime(_make_logger(trt))
-        self.engine = self._deserialize(engine)
+            if get_onnx() is None:
+                raise FileNotFoundError(f"engine '{engine}' does not exist and there is no ONNX file or model to "
+                                        f"build it from; set onnx_path, or build it with `mtpano-export MODEL -o "
+                                        f"m.onnx --engine {engine}`")
+            LOG.info("no usable engine at %s%s", engine, " (force_engine_rebuild)" if force_rebuild else "")
+            build_engine(onnx, engine, **build)
+        self.runtime = trt.Runtime(trt_logger(trt))
+        reason = sidecar_mismatch(read_sidecar(engine), trt.__version__, gpu)
+        self.engine = None if reason else self._deserialize(engine)
         if self.engine is None:
-            meta = _read_sidecar(engine)
-            reason = (f"engine '{engine}' does not load with TensorRT {trt.__version__} on {gpu}"
-                      + (f" (built with TensorRT {meta.get('tensorrt')} on {meta.get('gpu')})" if meta else "")
-                      + "; engines only load on the TensorRT version and GPU that built them")
-            if onnx_path is None:
-                raise BackendError(reason + ". Pass the ONNX file (onnx=...) so it can be rebuilt, or delete it.")
-            LOG.warning("%s: rebuilding from %s", reason, onnx_path)
-            build_engine(onnx_path, engine, **build)
+            reason = reason or "it does not deserialize (corrupt, truncated, or built by another TensorRT / GPU)"
+            text = (f"engine '{engine}' cannot be used with TensorRT {trt.__version__} on {gpu.name}: {reason}; "
+                    "engines only load on the TensorRT version and GPU that built them")
+            if stale_engine_action(engine, cache, can_build=onnx is not None or can_export) == "error":
+                raise BackendError(text + ". Rebuild it: set force_engine_rebuild true (with onnx_path or a model "
+                                   f"to build from), run `mtpano-export MODEL -o m.onnx --engine {engine}`, or "
+                                   "delete it and leave engine_path empty to use the cache")
+            LOG.warning("%s: rebuilding it from %s", text, get_onnx())
+            build_engine(onnx, engine, **build)
             self.engine = self._deserialize(engine)
             if self.engine is None:
                 raise BackendError(f"freshly built engine '{engine}' failed to deserialize; see TensorRT errors above")
@@ -406,14 +577,14 @@ class TensorRTBackend(Backend):
                                f"from an mtpano-export ONNX file")
         shape = tuple(self.engine.get_tensor_shape("images"))
         hw = (int(shape[2]), int(shape[3]))
-        if onnx_path is not None and hw != onnx_input_hw(onnx_path):
-            raise BackendError(f"engine {engine} is {hw} but {onnx_path} is {onnx_input_hw(onnx_path)}")
+        if onnx is not None and hw != onnx_input_hw(onnx):
+            raise BackendError(f"engine {engine} is {hw} but {onnx} is {onnx_input_hw(onnx)}")
         if input_hw is not None and tuple(input_hw) != hw:
             raise BackendError(f"engine '{engine}' runs at {hw[0]}x{hw[1]}, not input_hw={tuple(input_hw)}; "
                                f"re-export and rebuild at the size you need")
         self.input_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype("images"))
         self.max_batch = int(self.engine.get_tensor_profile_shape("images", 0)[2][0])
-        super().__init__(label or engine.stem, str(self.torch_device), hw, precision)
+        super().__init__(label if onnx is not None else engine.stem, str(self.torch_device), hw, precision)
 
     def _deserialize(self, engine: Path):
         try:
@@ -459,10 +630,3 @@ class TensorRTBackend(Backend):
             host = {k: v.to("cpu", non_blocking=False) for k, v in outs.items()}
         self.stream.synchronize()
         return {k: (v.float() if v.dtype in (torch.float16, torch.bfloat16) else v) for k, v in host.items()}
-
-
-def _read_sidecar(engine: Path) -> dict:
-    try:
-        return json.loads(Path(str(engine) + ".json").read_text())
-    except (OSError, ValueError):
-        return {}
