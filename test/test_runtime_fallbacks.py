@@ -58,6 +58,26 @@ def test_export_falls_back_to_torchscript_when_dynamo_raises(tmp_path, dynamo_ra
     assert ex.onnx_input_hw(path) == (32, 64)
 
 
+def test_export_on_a_torch_without_the_dynamo_argument(tmp_path, monkeypatch, caplog):
+    """torch 2.3/2.4 (NVIDIA's Jetson wheels): ``torch.onnx.export`` has no ``dynamo`` parameter. The dynamo
+    attempt fails with Python's own TypeError, the TorchScript one calls the old signature."""
+    real = torch.onnx.export
+
+    def export_2_4(model, args, f, export_params=True, verbose=False, training=None, input_names=None,
+                   output_names=None, operator_export_type=None, opset_version=None, do_constant_folding=True,
+                   dynamic_axes=None, keep_initializers_as_inputs=None, custom_opsets=None,
+                   export_modules_as_functions=False):
+        return real(model, args, f, dynamo=False, export_params=export_params, input_names=input_names,
+                    output_names=output_names, opset_version=opset_version,
+                    do_constant_folding=do_constant_folding, dynamic_axes=dynamic_axes)
+
+    monkeypatch.setattr(torch.onnx, "export", export_2_4)
+    with caplog.at_level(logging.WARNING, logger="mtpano_ros.runtime.export"):
+        path = ex.export_onnx(_Toy().eval(), tmp_path / "toy.onnx", opset=17)
+    assert _exporter_of(path) == "torchscript"
+    assert "unexpected keyword argument 'dynamo'" in caplog.text
+
+
 def test_explicit_dynamo_does_not_fall_back(tmp_path, dynamo_raises):
     with pytest.raises(ex.ExportError, match="exporter tried \\(dynamo\\).*data-dependent"):
         ex.export_onnx(_Toy().eval(), tmp_path / "toy.onnx", opset=17, exporter="dynamo")

@@ -21,6 +21,7 @@ Command line: ``mtpano-export`` (mtpano_ros.runtime.cli).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -395,8 +396,10 @@ def _export_torchscript(wrapper, dummy, opset: int, output_names):
     import torch
 
     buf = io.BytesIO()
+    # torch < 2.5 (e.g. NVIDIA's Jetson wheels) has no ``dynamo`` argument and exports with TorchScript anyway
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     torch.onnx.export(
-        wrapper, (dummy,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+        wrapper, (dummy,), buf, **legacy, opset_version=opset, input_names=[INPUT_NAME],
         output_names=list(output_names), dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in
                                                                                      output_names}},
         do_constant_folding=True)
