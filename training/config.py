@@ -43,8 +43,8 @@ class ModelConfig:
     # learned weights to start from: None (fresh), "imagenet" (the backbone's ImageNet weights, through
     # model.backbone.load_imagenet()), a bundled name ("default", ...) or a checkpoint path
     init: str | None = None
-    # with init "imagenet": a bundled name or checkpoint whose non-backbone tensors of the same name and shape
-    # initialise the rest of the network (train.init_decoder), e.g. the refiners/necks/heads of "default"
+    # with init "imagenet" or None: a bundled name or checkpoint whose non-backbone tensors of the same name and
+    # shape initialise the rest of the network (train.init_decoder), e.g. the refiners/necks/heads of "default"
     init_decoder: str | None = None
 
 

@@ -166,6 +166,8 @@ def build_model(mcfg: ModelConfig, init: bool = True) -> torch.nn.Module:
     checkpoint path its weights (any input size: the ray/position buffers that depend on the token grid are
     recomputed for the new size)."""
     model = create_model(mcfg.name, **mcfg.overrides)
+    if init and mcfg.init_decoder and not mcfg.init:  # fresh backbone, decoder from a checkpoint (ablations)
+        init_decoder(model, _init_state(mcfg.init_decoder), mcfg.init_decoder)
     if not (init and mcfg.init):
         return model
     if mcfg.init == "imagenet":
