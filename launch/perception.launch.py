@@ -16,8 +16,10 @@ Arguments:
                mtpano_ros.runtime.options.RuntimeOptions (names and descriptions come from there). Each overrides the
                params file only when given; left empty, the params file (or the node's default) decides.
 
-The node gets FASTDDS_DEFAULT_PROFILES_FILE = share/mtpano_ros/config/fastdds_large_images.xml unless the environment
-already names a profile: without it Fast DDS loses best-effort images larger than 512 KiB.
+The node gets the Fast DDS large-image profile share/mtpano_ros/config/fastdds_large_images.xml unless the
+environment already names one: without it Fast DDS loses best-effort images larger than 512 KiB. Fast DDS 3 (Kilted)
+reads FASTDDS_DEFAULT_PROFILES_FILE, Fast DDS 2 (Humble, Jazzy) FASTRTPS_DEFAULT_PROFILES_FILE: both are set, each
+only where the environment has neither it nor (for the Fast DDS 2 name) the Fast DDS 3 one.
 """
 
 from dataclasses import fields
@@ -33,7 +35,8 @@ from mtpano_ros.runtime.options import RuntimeOptions
 
 PACKAGE = "mtpano_ros"
 NODE_NAME = "mtpano_perception"
-FASTDDS_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
+FASTDDS_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"  # Fast DDS 3 (Kilted)
+FASTRTPS_VARIABLE = "FASTRTPS_DEFAULT_PROFILES_FILE"  # Fast DDS 2 (Humble, Jazzy)
 
 
 def runtime_arguments() -> list[DeclareLaunchArgument]:
@@ -102,8 +105,12 @@ def generate_launch_description() -> LaunchDescription:
                               description="RViz configuration file"),
         *runtime_arguments(),
     ]
-    profile = SetEnvironmentVariable(FASTDDS_VARIABLE, EnvironmentVariable(
-        FASTDDS_VARIABLE, default_value=PathJoinSubstitution([share, "config", "fastdds_large_images.xml"])))
+    shipped = PathJoinSubstitution([share, "config", "fastdds_large_images.xml"])
+    profile_env = [
+        SetEnvironmentVariable(FASTRTPS_VARIABLE, EnvironmentVariable(
+            FASTRTPS_VARIABLE, default_value=EnvironmentVariable(FASTDDS_VARIABLE, default_value=shipped))),
+        SetEnvironmentVariable(FASTDDS_VARIABLE, EnvironmentVariable(FASTDDS_VARIABLE, default_value=shipped)),
+    ]
     rviz = Node(
         package="rviz2",
         executable="rviz2",
@@ -112,4 +119,4 @@ def generate_launch_description() -> LaunchDescription:
         output="screen",
         condition=IfCondition(LaunchConfiguration("use_rviz")),
     )
-    return LaunchDescription([*arguments, profile, OpaqueFunction(function=_perception_node), rviz])
+    return LaunchDescription([*arguments, *profile_env, OpaqueFunction(function=_perception_node), rviz])

@@ -24,7 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 FASTDDS_PROFILE = REPO / "config" / "fastdds_large_images.xml"
 # Fast DDS reads its XML profiles once per process, when the first participant is made: set the profile before any
 # test creates an rclpy context, or every later participant in this process keeps the 512 KiB default.
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
+# Fast DDS 3 (Kilted) reads FASTDDS_DEFAULT_PROFILES_FILE, Fast DDS 2 (Humble, Jazzy) FASTRTPS_DEFAULT_PROFILES_FILE.
+for _name in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+    os.environ.setdefault(_name, str(FASTDDS_PROFILE))
 
 
 def unique_ros_domain_id() -> int:
@@ -113,13 +115,20 @@ def ros_client(ros_domain_id):
     client.close()
 
 
+def default_sigint() -> None:
+    """For Popen(preexec_fn=...): SIGINT back to its default in the child, so that a test run started in the
+    background (where the shell ignores SIGINT, and children inherit that) can still stop its nodes with SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class NodeProcess:
     """A perception_node subprocess; its stdout and stderr go to one log file."""
 
     def __init__(self, args: list[str], log_path: Path, env: dict[str, str]):
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+                                     preexec_fn=default_sigint)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -168,9 +177,10 @@ def perception_node(ros_domain_id, tmp_path_factory):
         for key, value in params.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             cmd += ["-p", f"{key}:={text}"]
+        profile = str(FASTDDS_PROFILE)
         env = dict(os.environ, ROS_DOMAIN_ID=str(ros_domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                    PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads), RCUTILS_COLORIZED_OUTPUT="0",
-                   FASTDDS_DEFAULT_PROFILES_FILE=str(FASTDDS_PROFILE))
+                   FASTDDS_DEFAULT_PROFILES_FILE=profile, FASTRTPS_DEFAULT_PROFILES_FILE=profile)
         log_path = tmp_path_factory.mktemp("node") / f"{namespace.strip('/')}.log"
         node = NodeProcess(cmd, log_path, env)
         started.append(node)

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
-from conftest import REPO, brute_force_scan, wait_for  # noqa: E402
+from conftest import REPO, brute_force_scan, default_sigint, wait_for  # noqa: E402
 
 INSTALL = Path(os.environ.get("MTPANO_COLCON_INSTALL", REPO / "build" / "colcon" / "install"))
 VENV = Path(sys.prefix)
@@ -57,7 +57,8 @@ class Launch:
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([str(ROS2), "launch", "mtpano_ros", *args], stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+                                     stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True,
+                                     preexec_fn=default_sigint)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -94,7 +95,7 @@ def launch(ros_domain_id, tmp_path):
     started: list[Launch] = []
 
     def start(args: list[str], profile: str | None = None) -> Launch:
-        env = {k: v for k, v in os.environ.items() if k != "FASTDDS_DEFAULT_PROFILES_FILE"}
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_DEFAULT_PROFILES_FILE")}
         if profile is not None:
             env["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
         env.update(AMENT_PREFIX_PATH=f"{INSTALL / 'mtpano_ros'}:{VENV}", PATH=f"{VENV / 'bin'}:{env.get('PATH', '')}",
@@ -167,7 +168,8 @@ def test_perception_launch_namespace_params_file_overrides_and_profile(launch, r
     assert f"subscribed to {topic}" in log, log  # image_topic remapped
     env = run.environ("perception_node")
     shipped = INSTALL / "mtpano_ros" / "share" / "mtpano_ros" / "config" / "fastdds_large_images.xml"
-    assert env.get("FASTDDS_DEFAULT_PROFILES_FILE") == str(shipped)
+    assert env.get("FASTDDS_DEFAULT_PROFILES_FILE") == str(shipped)  # Fast DDS 3 (Kilted)
+    assert env.get("FASTRTPS_DEFAULT_PROFILES_FILE") == str(shipped)  # Fast DDS 2 (Humble, Jazzy)
 
     pub = ros_client.node.create_publisher(Image, topic, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
     assert wait_for(lambda: pub.get_subscription_count() >= 1 and ros_client.node.count_publishers(f"{ns}/scan") >= 1,
@@ -220,7 +222,9 @@ def test_replay_launch_keeps_a_profile_from_the_environment(launch, ros_client, 
                   "backend:=torch", "model:=mtpano-tiny", "device:=cpu", "threads:=1", "input_height:=128",
                   "input_width:=256"], profile=str(custom))
     run.wait_ready()
-    assert run.environ("perception_node")["FASTDDS_DEFAULT_PROFILES_FILE"] == str(custom)  # not replaced
+    env = run.environ("perception_node")
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == str(custom)  # not replaced
+    assert env["FASTRTPS_DEFAULT_PROFILES_FILE"] == str(custom)  # the Fast DDS 2 name follows it
     assert wait_for(lambda: outputs.latest("semantic") is not None, 60.0), f"no output:\n{run.log()}"
     assert outputs.latest("image") is not None  # mtpano-replay publishes into the namespace
     assert (outputs.latest("semantic").height, outputs.latest("semantic").width) == (128, 256)

@@ -41,7 +41,7 @@ def test_lifecycle_transitions_gate_the_outputs(ros_domain_id, ros_client, tmp_p
         cmd += ["-p", f"{key}:={value}"]
     env = dict(os.environ, ROS_DOMAIN_ID=str(ros_domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", RCUTILS_COLORIZED_OUTPUT="0",
-               FASTDDS_DEFAULT_PROFILES_FILE=str(FASTDDS_PROFILE))
+               FASTDDS_DEFAULT_PROFILES_FILE=str(FASTDDS_PROFILE), FASTRTPS_DEFAULT_PROFILES_FILE=str(FASTDDS_PROFILE))
     proc = NodeProcess(cmd, tmp_path / "lifecycle.log", env)
     node = ros_client.node
     outputs: list = []

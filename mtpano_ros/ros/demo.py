@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
     if not (env.get("FASTDDS_DEFAULT_PROFILES_FILE") or env.get("FASTRTPS_DEFAULT_PROFILES_FILE")):
         (logs / "fastdds.xml").write_text(FASTDDS_PROFILE)
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(logs / "fastdds.xml")
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(logs / "fastdds.xml")  # Fast DDS 3 (Kilted)
+        env["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(logs / "fastdds.xml")  # Fast DDS 2 (Humble, Jazzy)
     py = sys.executable
     print(f"demo: {len(panoramas)} panorama(s) from {args.panos}, model '{args.model}', backend '{args.backend}', "
           f"ROS_DOMAIN_ID={domain_id}", flush=True)
