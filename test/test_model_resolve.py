@@ -127,3 +127,34 @@ def test_onnx_and_engine_are_not_torch_weights(tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"x")
     with pytest.raises(ValueError, match="not torch weights"):
         load_model(tmp_path / "m.onnx")
+
+
+def test_checkpoint_pt_written_by_train_py_loads(tmp_path):
+    """One real training step through `python training/train.py`; its checkpoint.pt loads with load_model and
+    computes the same function as the final weights saved beside it."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    args = [f"out_dir={run}", "model.name=mtpano-tiny", "model.overrides.input_hw=[32,64]",
+            "data.train={kind: synthetic, seed: 0, count: 2, size: [32, 64], augment: false}", "train.steps=1",
+            "train.batch_size=1", "train.num_workers=0", "train.device=cpu", "train.threads=1",
+            "train.fp16_weights=false", "train.ckpt_every=1"]
+    res = subprocess.run([sys.executable, str(REPO / "training" / "train.py"), *args], capture_output=True,
+                         text=True, timeout=600, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert isinstance(torch.load(run / "checkpoint.pt", weights_only=True)["config"], str)  # YAML text
+    spec = resolve(run / "checkpoint.pt")
+    assert spec.kind == "training_checkpoint"
+    from_ckpt, final = load_model(spec), load_model(run / "final")
+    assert from_ckpt.config["input_hw"] == [32, 64]
+    sd_a, sd_b = from_ckpt.state_dict(), final.state_dict()
+    assert sd_a.keys() == sd_b.keys() and all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+    x = torch.rand(1, 3, 32, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = from_ckpt(x), final(x)
+    # same weights and config; tensors in other storage may take other SIMD paths (last-bit differences)
+    torch.testing.assert_close(a["depth"], b["depth"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(a["semantic_logits"], b["semantic_logits"], rtol=1e-5, atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="training run folder"):
+        resolve(run)
