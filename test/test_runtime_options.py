@@ -73,3 +73,17 @@ def test_runtime_parameters_come_from_the_dataclass():
     assert option_choices("model") == () and option_range("threads") == (0, 1024) and option_range("model") is None
     assert RuntimeOptions.from_dict({n: d for n, d, _ in params}) == RuntimeOptions()
     assert RuntimeOptions.from_dict(RuntimeOptions(backend="torch").to_dict()).backend == "torch"
+
+
+def test_readme_documents_every_option():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## Runtimes"):text.index("**One model resolver.**")]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    for name, default, _ in runtime_parameters():
+        row = next((r for r in rows if f"`{name}`" in r.split("|")[1]), None)
+        assert row is not None, f"README's option table lacks {name}"
+        shown = f"`{str(default).lower()}`" if isinstance(default, bool) else ('`""`' if default == "" else
+                                                                              f"`{default}`")
+        assert shown in row, (name, default, row)

@@ -179,7 +179,10 @@ def _load_torch_file(spec: ModelSpec):
     """A .pt/.ckpt/.pth file: our checkpoint (with a config), or the official MTPano weights (no config at all)."""
     import torch
 
-    obj = torch.load(str(spec.path), map_location="cpu", weights_only=True)
+    try:  # memory-mapped where the file format allows it (the official file is 2.4 GB)
+        obj = torch.load(str(spec.path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:
+        obj = torch.load(str(spec.path), map_location="cpu", weights_only=True)
     cfg = ck.model_config_of(obj.get("config")) if isinstance(obj, dict) and "config" in obj else None
     if cfg is None and spec.path.with_name("config.json").is_file():
         cfg = ck.model_config_of(json.loads(spec.path.with_name("config.json").read_text()))
