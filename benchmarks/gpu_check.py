@@ -12,8 +12,9 @@ size, on real panoramas from ../shared/data/panoramas (random images where that 
   ``build_serialized_network``, ``execute_async_v3``), each compared with the reference:
   depth relative error (median and max over pixels with reference depth >= 1 cm), normal angle (p99 and max,
   degrees), semantic label agreement (fraction of pixels);
-- FP16 audit: NaN / inf counts in every fp16 output, and the modules whose fp32 activations exceed FP16's
-  largest finite value 65504 (forward hooks on the torch model: these overflow without FP32 islands);
+- FP16 audit: NaN / inf counts in every fp16 output, the modules whose fp32 activations exceed FP16's
+  largest finite value 65504 (forward hooks on the torch model), and the largest |Q K^T| of every attention
+  layer (the scores DESIGN §5b says DINOv3's register tokens push past 65504: those layers need FP32);
 - TensorRT: engine build time (fresh cache folder, export excluded) and the median of ``--runs`` forward passes
   (``Backend.forward`` on one preprocessed frame, host copies included) for every backend.
 
@@ -100,6 +101,26 @@ def fp16_overflow_modules(net, x: torch.Tensor) -> dict[str, float]:
     return dict(sorted(hits.items(), key=lambda kv: -kv[1])[:20])
 
 
+def attention_logit_max(net, x: torch.Tensor) -> list[float]:
+    """Largest |Q K^T| (before the 1/sqrt(d) scale, as the MatMul an engine runs sees it) of every
+    ``scaled_dot_product_attention`` call in one fp32 forward, in call order (ViT layer order); values past 65504
+    overflow an FP16 MatMul unless it is pinned to FP32 (TensorRTBackend's fp32_attention)."""
+    real = torch.nn.functional.scaled_dot_product_attention
+    found: list[float] = []
+
+    def spy(q, k, v, *args, **kwargs):
+        found.append(float((q.float() @ k.float().transpose(-2, -1)).abs().max()))
+        return real(q, k, v, *args, **kwargs)
+
+    torch.nn.functional.scaled_dot_product_attention = spy
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = real
+    return found
+
+
 def median_ms(backend, x: torch.Tensor, runs: int) -> float:
     backend.forward(x)  # warm
     times = []
@@ -126,6 +147,9 @@ def check_model(name: str, n_images: int, runs: int, cache_root: Path) -> dict:
     ref = run_batched(ref_backend, x)
     res["latency_ms"] = {"torch_cuda_fp32": median_ms(ref_backend, x[:1], runs)}
     res["fp16_overflow_modules"] = fp16_overflow_modules(ref_backend.model, x[:1].cuda())
+    logits = attention_logit_max(ref_backend.model, x[:1].cuda())
+    res["attention_qk_max"] = [round(v, 1) for v in logits]
+    res["attention_layers_past_fp16"] = [i for i, v in enumerate(logits) if v > FP16_MAX]
     res["parity"], res["fp16_nonfinite"] = {}, {}
     del ref_backend
     gc.collect()
@@ -209,6 +233,8 @@ def print_table(res: dict) -> None:
     if res.get("build_s"):
         print("engine build s:", res["build_s"])
     print("fp32 activations over 65504:", res["fp16_overflow_modules"] or "none")
+    print("attention |Q K^T| max per layer:", res["attention_qk_max"], "past 65504:",
+          res["attention_layers_past_fp16"] or "none")
 
 
 def main(argv: list[str] | None = None) -> int:

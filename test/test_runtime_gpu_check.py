@@ -48,6 +48,16 @@ def test_fp16_overflow_audit_names_the_module():
     assert gpu_check.fp16_overflow_modules(net, torch.ones(1, 2)) == {}
 
 
+def test_attention_audit_sees_every_vit_layer():
+    from mtpano_ros.model import create_model
+
+    torch.manual_seed(0)
+    net = create_model("mtpano-tiny", input_hw=[32, 64]).eval()
+    found = gpu_check.attention_logit_max(net, torch.rand(1, 3, 32, 64))
+    assert len(found) == net.config["depth"] and all(v > 0 for v in found)
+    assert torch.nn.functional.scaled_dot_product_attention.__name__ == "scaled_dot_product_attention"  # restored
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: run gpu_check itself")
 def test_without_cuda_the_json_line_says_so():
     res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--json"], capture_output=True,
