@@ -1,6 +1,7 @@
 """GPU check in one command: parity, FP16 audit, engine build time and latency of every variant at native size.
 
     python benchmarks/gpu_check.py --json [--variants mtpano-tiny,default] [--runs 50] [--images 4]
+    python benchmarks/gpu_check.py --audit-only --variants default,tiny-labelfree  # FP16 audits only, on the CPU
 
 Needs a CUDA GPU (torch CUDA); ONNX Runtime's CUDA provider and TensorRT are used when installed. For each model
 (every registry variant with its deterministic random weights, plus the bundled ``default``) at its native input
@@ -194,6 +195,25 @@ def check_model(name: str, n_images: int, runs: int, cache_root: Path) -> dict:
     return res
 
 
+def audit_only(name: str, n_images: int) -> dict:
+    """The FP16 audits alone, in fp32 on the CPU (no GPU needed): per-layer attention |Q K^T| max over the
+    images, and the modules whose activations pass 65504."""
+    from mtpano_ros.model import load_model
+
+    net = load_model(name)
+    hw = tuple(net.config["input_hw"])
+    x = load_images(n_images, hw)
+    per_image = [attention_logit_max(net, x[i:i + 1]) for i in range(n_images)]
+    logits = [max(v) for v in zip(*per_image)]
+    over: dict[str, float] = {}
+    for i in range(n_images):
+        for k, v in fp16_overflow_modules(net, x[i:i + 1]).items():
+            over[k] = max(over.get(k, 0.0), v)
+    return {"model": name, "input_hw": list(hw), "device": "cpu", "attention_qk_max": [round(v, 1) for v in logits],
+            "attention_layers_past_fp16": [i for i, v in enumerate(logits) if v > FP16_MAX],
+            "fp16_overflow_modules": over}
+
+
 def environment() -> dict:
     env = {"torch": torch.__version__, "cuda": torch.version.cuda}
     if torch.cuda.is_available():
@@ -244,16 +264,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=4, help="panoramas compared per model")
     ap.add_argument("--runs", type=int, default=50, help="timed forward passes per backend (median reported)")
     ap.add_argument("--json", action="store_true", help="print one JSON line at the end")
+    ap.add_argument("--audit-only", action="store_true",
+                    help="only the FP16 overflow audits, in fp32 on the CPU (runs without a GPU)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     env = environment()
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if args.audit_only:
+        results = [audit_only(name, args.images) for name in names]
+        for r in results:
+            print(f"{r['model']} @ {r['input_hw'][0]}x{r['input_hw'][1]}: attention |Q K^T| max per layer "
+                  f"{r['attention_qk_max']}, layers past 65504: {r['attention_layers_past_fp16'] or 'none'}, "
+                  f"activations past 65504: {r['fp16_overflow_modules'] or 'none'}")
+        if args.json:
+            print(json.dumps({"environment": env, "results": results}))
+        return 0
     if not torch.cuda.is_available():
         msg = {"environment": env, "error": "no CUDA GPU: gpu_check needs torch with CUDA"}
         print(json.dumps(msg) if args.json else msg["error"])
         return 2
     results = []
     with tempfile.TemporaryDirectory(prefix="mtpano_gpu_check_") as tmp:
-        for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
+        for name in names:
             try:
                 res = check_model(name, args.images, args.runs, Path(tmp))
             except Exception as exc:  # noqa: BLE001 - one broken model must not hide the others
