@@ -138,6 +138,22 @@ def array_to_image(arr: np.ndarray, encoding: str, header: Header | None = None)
     return msg
 
 
+def image_buffer(height: int, width: int, encoding: str, header: Header | None = None) -> tuple[Image, np.ndarray]:
+    """A sensor_msgs/Image of (height, width) in ``encoding`` whose data is a fresh buffer, and a writable numpy view
+    of that buffer ((H, W) or (H, W, C), the encoding's dtype): write the pixels into the view, no further copy."""
+    dtype, channels = ENCODINGS[encoding]
+    itemsize = np.dtype(dtype).itemsize
+    msg = new_message(Image)
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width, msg.encoding = int(height), int(width), encoding
+    msg.is_bigendian = int(sys.byteorder == "big" and itemsize > 1)
+    msg.step = msg.width * channels * itemsize
+    msg.data = array.array("B", [0]) * (msg.step * msg.height)
+    view = np.frombuffer(msg.data, dtype=dtype)
+    return msg, view.reshape((msg.height, msg.width, channels) if channels > 1 else (msg.height, msg.width))
+
+
 def resize_area(image: np.ndarray, out_hw: tuple[int, int], exact: bool = False) -> np.ndarray:
     """Anti-aliased shrink (or plain enlarge) of a uint8 (H, W[, C]) image to out_hw = (h, w), no float copies.
 
@@ -282,9 +298,13 @@ def encode_compressed(image: np.ndarray, fmt: str = "jpeg", header: Header | Non
     return msg
 
 
-def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
-    """(H, W, 3) float32 unit normals -> (H, W, 3) uint8 RGB = (n + 1) / 2 * 255 (NaN -> 0, black)."""
-    out = cv2.convertScaleAbs(np.ascontiguousarray(normals, dtype=np.float32), alpha=127.5, beta=127.5)
+def normals_to_rgb(normals: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) float32 unit normals -> (H, W, 3) uint8 RGB = (n + 1) / 2 * 255 (NaN -> 0, black), written into
+    ``out`` ((H, W, 3) uint8) when given."""
+    src = np.ascontiguousarray(normals, dtype=np.float32)
+    if out is not None:
+        return cv2.convertScaleAbs(src, dst=out, alpha=127.5, beta=127.5)
+    out = cv2.convertScaleAbs(src, alpha=127.5, beta=127.5)
     if out.ndim == 2:  # cv2 drops a trailing channel of size 1 only; keep shape for (H, W, 3)
         out = out[..., None]
     return out

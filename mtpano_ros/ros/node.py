@@ -41,6 +41,7 @@ from mtpano_ros.ros.conversions import (
     check_size,
     compressed_size,
     decode_compressed,
+    image_buffer,
     image_to_array,
     new_message,
     normals_to_rgb,
@@ -155,11 +156,15 @@ class OutputOptions:
     cloud_organized: bool = True
 
 
-def colorize(labels: np.ndarray) -> np.ndarray:
-    """(H, W) uint8 ADE20K ids -> (H, W, 3) uint8 RGB palette colours (ids >= 150, e.g. 255, black)."""
+def colorize(labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) uint8 ADE20K ids -> (H, W, 3) uint8 RGB palette colours (ids >= 150, e.g. 255, black), written into
+    ``out`` ((H, W, 3) uint8) when given."""
     labels = np.ascontiguousarray(labels, dtype=np.uint8)
     words = np.take(_LABEL_WORDS, labels)  # (H, W) uint32: bytes R, G, B, 0
-    return cv2.cvtColor(words.view(np.uint8).reshape(*labels.shape, 4), cv2.COLOR_RGBA2RGB)
+    rgba = words.view(np.uint8).reshape(*labels.shape, 4)
+    if out is not None:
+        return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB, dst=out)
+    return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
 
 
 def build_output_messages(semantic: np.ndarray, depth: np.ndarray, normals: np.ndarray, color_rgb: np.ndarray,
@@ -174,13 +179,15 @@ def build_output_messages(semantic: np.ndarray, depth: np.ndarray, normals: np.n
     if "semantic" in wanted:
         out["semantic"] = array_to_image(np.ascontiguousarray(semantic, dtype=np.uint8), "mono8", header)
     if "semantic/color" in wanted:
-        out["semantic/color"] = array_to_image(colorize(semantic), "rgb8", header)
+        out["semantic/color"], view = image_buffer(*semantic.shape[:2], "rgb8", header)
+        colorize(semantic, out=view)
     if "depth" in wanted:
         out["depth"] = array_to_image(np.ascontiguousarray(depth, dtype=np.float32), "32FC1", header)
     if "normals" in wanted:
         out["normals"] = array_to_image(np.ascontiguousarray(normals, dtype=np.float32), "32FC3", header)
     if "normals/color" in wanted:
-        out["normals/color"] = array_to_image(normals_to_rgb(normals), "rgb8", header)
+        out["normals/color"], view = image_buffer(*normals.shape[:2], "rgb8", header)
+        normals_to_rgb(normals, out=view)
     if "points" in wanted:
         out["points"] = build_pointcloud2(depth, color_rgb, semantic, header, stride=options.cloud_stride,
                                           max_range_m=options.max_range_m, organized=options.cloud_organized)
