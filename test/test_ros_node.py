@@ -45,6 +45,7 @@ class Harness:
         self.lock = threading.Lock()
         self.outputs: dict[str, dict[int, object]] = {t: {} for t in TOPICS}
         self.diagnostics: list = []
+        self.levels: list[tuple[bytes, str]] = []  # (level, message) of every status of this node
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         for topic, msg_type in TOPICS.items():
             client.node.create_subscription(msg_type, f"{ns}/{topic}", self._saver(topic), qos)
@@ -66,6 +67,7 @@ class Harness:
             if status.name.startswith(f"{self.ns}/mtpano_perception"):
                 with self.lock:
                     self.diagnostics.append({kv.key: kv.value for kv in status.values})
+                    self.levels.append((status.level, status.message))
 
     def send(self, msg, stamp_ns: int, frame_id: str = "theta_link", timeout_s: float = 60.0) -> dict:
         """Publish msg with this stamp (re-sent every 10 s: the node's input is best effort) and return
@@ -147,7 +149,8 @@ def _as_encoding(rgb: np.ndarray, encoding: str) -> np.ndarray:
 def raw_node(perception_node):
     ns = f"/mtpano_e2e_raw_{os.getpid()}"
     config = Path(__file__).resolve().parents[1] / "config" / "perception.yaml"  # the shipped file, overridden
-    return ns, perception_node(ns, dict(BASE_PARAMS, max_input_pixels=4096 * 4096), params_file=config)
+    return ns, perception_node(ns, dict(BASE_PARAMS, max_input_pixels=4096 * 4096, stale_after_s=3.0),
+                               params_file=config)
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +254,26 @@ def _exif_rotated_jpeg(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     PILImage.fromarray(rgb).save(buf, "JPEG", quality=95, exif=exif.tobytes())
     return buf.getvalue()
+
+
+def test_diagnostics_ok_while_served_then_stale(raw_node, raw_harness):
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    ns, node = raw_node
+    rgb = _synthetic(7, 128, 256)
+    for i in range(3):
+        raw_harness.send(C.array_to_image(rgb, "rgb8"), 2_140_000_000 * 10**9 + i)
+    assert wait_for(lambda: raw_harness.levels and raw_harness.levels[-1][0] == DiagnosticStatus.OK, 5.0), \
+        raw_harness.levels[-3:]
+    with raw_harness.lock:
+        seen = len(raw_harness.levels)
+    # input stops: within stale_after_s (3 s) plus a diagnostics period the node says STALE, and why
+    assert wait_for(lambda: raw_harness.levels[-1][0] == DiagnosticStatus.STALE, 8.0), raw_harness.levels[seen:]
+    level, message = raw_harness.levels[-1]
+    assert f"{ns}/image" in message and "no image received" in message
+    raw_harness.send(C.array_to_image(rgb, "rgb8"), 2_140_000_000 * 10**9 + 9)  # input again: OK again
+    assert wait_for(lambda: raw_harness.levels[-1][0] == DiagnosticStatus.OK, 5.0), raw_harness.levels[-3:]
+    assert node.alive()
 
 
 def _png_bytes(rgb: np.ndarray) -> bytes:
