@@ -99,10 +99,6 @@ class RuntimeOptions:
         if (h or w) and (not (h and w) or h % 16 or w % 16):
             raise ValueError(f"input_height={h}, input_width={w}: set both to multiples of 16 (e.g. 512 and 1024), "
                              "or both to 0 for the model's own size")
-        prebuilt = self.engine_path or self.model.endswith((".engine", ".plan"))
-        if self.precision == "int8" and not self.int8_calibration_dir and not prebuilt:
-            raise ValueError("precision int8 needs int8_calibration_dir (a folder of representative panoramas) to "
-                             "build the engine, or engine_path / model of an int8 engine built before")
 
     # ---- construction ------------------------------------------------------------------------------------------
     @classmethod

@@ -515,6 +515,9 @@ class TensorRTBackend(Backend):
         spec = None if isinstance(model, torch.nn.Module) else resolve(model)
         if spec is not None and spec.kind == "engine":
             engine_path = engine_path or spec.path
+        if precision == "int8" and not calibration_dir and not (engine_path and Path(engine_path).exists()):
+            raise BackendError("precision int8 needs int8_calibration_dir (a folder of representative panoramas) to "
+                               "build the engine, or engine_path / model of an int8 engine built before")
         onnx = Path(onnx_path) if onnx_path else (spec.path if spec is not None and spec.kind == "onnx" else None)
         if onnx is not None and not onnx.is_file():
             raise FileNotFoundError(f"ONNX file '{onnx}' does not exist; create it with mtpano-export")
