@@ -450,6 +450,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, precision: str 
     atomic_write_bytes(engine_path, bytes(serialized))
     sidecar = {**asdict(key), "onnx": str(onnx_path), "input_hw": [h, w], "fp32_layer_count": len(pinned),
                "fp32_layers_sha256": hashlib.sha256("\n".join(pinned).encode()).hexdigest(),
+               "fp32_layer_names": pinned,
                "build_s": round(heartbeat.elapsed_s(), 1), "built_unix_s": int(time.time())}
     atomic_write_text(Path(str(engine_path) + ".json"), json.dumps(sidecar, indent=1))
     if timing_cache is not None:
