@@ -175,3 +175,8 @@ def test_argmax_stays_after_a_crop_of_the_class_axis():
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 150, 8, 20])],
                               [helper.make_tensor_value_info("y", TensorProto.INT64, [1, 8, 20])], inits)
     assert ex.argmax_before_slice(helper.make_model(graph)) == 0
+
+
+def test_operator_table_covers_tensorrt_10_only():
+    assert ex.op_table_covers("10.3") and ex.op_table_covers("10.15") and ex.op_table_covers("11.0")
+    assert not ex.op_table_covers("8.6")

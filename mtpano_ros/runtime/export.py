@@ -318,6 +318,11 @@ def graph_ops(model_proto) -> dict[tuple[str, str], int]:
     return counts
 
 
+def op_table_covers(target: str) -> bool:
+    """True when the operator table (TensorRT 10's ONNX parser) can check ``target`` (10.0 or newer)."""
+    return _version_tuple(target) >= (10, 0)
+
+
 def check_tensorrt_ops(model_proto, target: str = DEFAULT_TRT_TARGET, table: dict | None = None) -> OpCheck:
     """Check every node of an ONNX model against TensorRT 10's ONNX-parser operator table.
 
@@ -488,7 +493,10 @@ def export_onnx(model, out_path: str | Path, input_hw: tuple[int, int] | None = 
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
     _save_atomically(proto, out_path)
-    if trt_target is not None:
+    if trt_target is not None and not op_table_covers(trt_target):
+        LOG.warning("the TensorRT operator table covers TensorRT 10.x only: no operator check for TensorRT %s "
+                    "(its ONNX parser reports unsupported operators when the engine is built)", trt_target)
+    elif trt_target is not None:
         res = check_tensorrt_ops(proto, trt_target)
         for op, note in sorted(res.cautions.items()):
             LOG.info("TensorRT caution for %s: %s", op, note)
