@@ -41,6 +41,8 @@ _VARIANTS = {
         "fusion_ch": 24, "neck_batch_norm": False, "head_hidden": 16, "semseg_head_upsample": False,
     },
     "mtpano-lite": {
+        # EfficientNet-Lite's ImageNet weights expect (255 x - 127) / 128 (TF-Lite convention), not ImageNet mean/std
+        "mean": (127 / 255, 127 / 255, 127 / 255), "std": (128 / 255, 128 / 255, 128 / 255),
         "input_hw": (256, 512), "backbone": "efficientnet-lite0", "embed_dim": 96, "depth": 0, "num_heads": 1,
         "out_indices": (0, 1, 2, 3), "rope_mode": "none", "wrap": True, "geometry": "rep103", "head_frame": "rep103",
         "bridge_dim": 64, "neck_hidden_sizes": (24, 48, 64, 96), "reassemble_factors": (2, 1, 0.5, 0.25),
