@@ -415,6 +415,14 @@ def test_tflite_teacher_errors_and_spec():
         build_teacher("tflite", model_path="/nonexistent/model.tflite")
 
 
+def test_tflite_teacher_names_the_missing_package(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # as if ai-edge-litert were not installed
+    with pytest.raises(ImportError, match="pip install ai-edge-litert"):
+        build_teacher("tflite", model_path="/any/model.tflite")
+
+
 @needs_deeplab
 def test_tflite_semantic_only_store_and_dataset(tmp_path):
     """A semantic-only teacher through the pseudo-label store: no geometry stored, no geometry supervised."""
