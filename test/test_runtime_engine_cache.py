@@ -187,3 +187,34 @@ def test_heartbeat_default_goes_to_the_runtime_log(caplog):
     with caplog.at_level(logging.INFO, logger="mtpano_ros.runtime.tensorrt"), BuildHeartbeat(0.02, "x"):
         time.sleep(0.1)
     assert "s elapsed" in caplog.text
+
+
+def test_exclusive_makes_a_second_builder_wait_and_find_the_file(tmp_path, caplog):
+    """Two builders of one cache entry (two nodes starting together): the second waits for the first, then sees
+    the finished file and does not build again."""
+    from mtpano_ros.runtime.cache import exclusive
+
+    target = tmp_path / "engines" / "m.engine"
+    built, order = [], []
+    first_in = threading.Event()
+
+    def builder(name):
+        with exclusive(target, "building m.engine"):
+            order.append(f"{name} in")
+            first_in.set()
+            if not target.exists():
+                time.sleep(0.3)
+                atomic_write_bytes(target, b"engine")
+                built.append(name)
+            order.append(f"{name} out")
+
+    with caplog.at_level(logging.INFO, logger="mtpano_ros.runtime.cache"):
+        a = threading.Thread(target=builder, args=("a",))
+        a.start()
+        first_in.wait(5)
+        b = threading.Thread(target=builder, args=("b",))
+        b.start()
+        a.join()
+        b.join()
+    assert built == ["a"] and order == ["a in", "a out", "b in", "b out"]
+    assert "another process is building m.engine" in caplog.text

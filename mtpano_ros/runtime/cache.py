@@ -7,12 +7,17 @@ values, so every rule here is testable without a GPU.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+LOG = logging.getLogger("mtpano_ros.runtime.cache")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Bump when the rule that picks the FP32 layers (tensorrt_backend.fp32_layer_names) changes.
@@ -48,6 +53,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path, what: str):
+    """Hold an exclusive lock on ``<path>.lock`` (``fcntl.flock``) for the block; waits, saying so, while another
+    process holds it. Two nodes starting together on one robot then export / build a cache entry once: the second
+    waits, and finds the file the first one wrote (check for it again inside the block)."""
+    lock = Path(str(path) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+b") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            LOG.info("another process is %s (%s); waiting for it", what, lock)
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

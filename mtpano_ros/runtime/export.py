@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from mtpano_ros.model.resolve import load_model, resolve
-from mtpano_ros.runtime.cache import default_cache_dir, file_sha256, slug
+from mtpano_ros.runtime.cache import default_cache_dir, exclusive, file_sha256, slug
 
 LOG = logging.getLogger("mtpano_ros.runtime.export")
 
@@ -609,7 +609,10 @@ def cached_onnx(model, input_hw: tuple[int, int] | None = None, cache_dir: str |
     if path.exists():
         LOG.info("using cached ONNX export %s", path)
         return path, label
-    LOG.info("exporting %s to %s (first use; cached afterwards)", label, path)
-    export_onnx(net if net is not None else spec, path, input_hw=hw, opset=opset, exporter=exporter, label=label,
-                trt_target=None)
+    with exclusive(path, f"exporting {label} to {path.name}"):
+        if path.exists():  # another process exported it while this one waited
+            return path, label
+        LOG.info("exporting %s to %s (first use; cached afterwards)", label, path)
+        export_onnx(net if net is not None else spec, path, input_hw=hw, opset=opset, exporter=exporter,
+                    label=label, trt_target=None)
     return path, label

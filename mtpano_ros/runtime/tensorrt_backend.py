@@ -41,6 +41,7 @@ from mtpano_ros.runtime.cache import (
     default_cache_dir,
     engine_cache_path,
     engine_key,
+    exclusive,
     file_sha256,
     is_inside,
     slug,
@@ -550,8 +551,10 @@ class TensorRTBackend(Backend):
                 raise FileNotFoundError(f"engine '{engine}' does not exist and there is no ONNX file or model to "
                                         f"build it from; set onnx_path, or build it with `mtpano-export MODEL -o "
                                         f"m.onnx --engine {engine}`")
-            LOG.info("no usable engine at %s%s", engine, " (force_engine_rebuild)" if force_rebuild else "")
-            build_engine(onnx, engine, **build)
+            with exclusive(engine, f"building {engine.name}"):
+                if force_rebuild or not engine.exists():  # else another process built it while this one waited
+                    LOG.info("no usable engine at %s%s", engine, " (force_engine_rebuild)" if force_rebuild else "")
+                    build_engine(onnx, engine, **build)
         self.runtime = trt.Runtime(trt_logger(trt))
         reason = sidecar_mismatch(read_sidecar(engine), trt.__version__, gpu)
         self.engine = None if reason else self._deserialize(engine)
@@ -564,7 +567,8 @@ class TensorRTBackend(Backend):
                                    f"to build from), run `mtpano-export MODEL -o m.onnx --engine {engine}`, or "
                                    "delete it and leave engine_path empty to use the cache")
             LOG.warning("%s: rebuilding it from %s", text, get_onnx())
-            build_engine(onnx, engine, **build)
+            with exclusive(engine, f"rebuilding {engine.name}"):
+                build_engine(onnx, engine, **build)
             self.engine = self._deserialize(engine)
             if self.engine is None:
                 raise BackendError(f"freshly built engine '{engine}' failed to deserialize; see TensorRT errors above")
