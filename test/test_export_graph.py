@@ -180,3 +180,16 @@ def test_argmax_stays_after_a_crop_of_the_class_axis():
 def test_operator_table_covers_tensorrt_10_only():
     assert ex.op_table_covers("10.3") and ex.op_table_covers("10.15") and ex.op_table_covers("11.0")
     assert not ex.op_table_covers("8.6")
+
+
+def test_the_export_cache_key_follows_the_model_code(tmp_path, monkeypatch):
+    before = ex.code_sha256()
+    assert before == ex.code_sha256() and len(before) == 64
+    pkg = tmp_path / "mtpano_ros"
+    for sub in ("model", "geometry"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "a.py").write_text("x = 1\n")
+    monkeypatch.setattr(ex, "_PACKAGE", pkg)
+    one = ex.code_sha256()
+    (pkg / "model" / "a.py").write_text("x = 2\n")
+    assert ex.code_sha256() != one

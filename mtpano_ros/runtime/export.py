@@ -570,6 +570,18 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
 
 
 _SAFETENSORS_KINDS = ("bundled", "checkpoint_dir", "safetensors")
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def code_sha256() -> str:
+    """sha256 of the source that decides what an export computes (mtpano_ros/model, mtpano_ros/geometry and this
+    file): after any change to it, cached exports are made again instead of serving a graph of the old code."""
+    h = hashlib.sha256()
+    files = sorted([*(_PACKAGE / "model").rglob("*.py"), *(_PACKAGE / "geometry").rglob("*.py"), Path(__file__)])
+    for f in files:
+        name = f.relative_to(_PACKAGE).as_posix() if f.is_relative_to(_PACKAGE) else f.name
+        h.update(name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
 
 
 def cached_onnx(model, input_hw: tuple[int, int] | None = None, cache_dir: str | Path | None = None,
@@ -577,8 +589,9 @@ def cached_onnx(model, input_hw: tuple[int, int] | None = None, cache_dir: str |
     """``(onnx_path, label)`` for a model: an ``.onnx`` spec is used as is; anything else is exported once.
 
     Exports are cached under ``<cache_dir>/onnx/`` (default ``default_cache_dir()``) keyed by the weights, input
-    size, opset and EXPORT_VERSION, so a second start loads in seconds. Safetensors checkpoints are keyed by the
-    sha256 of their files (no model load when the export is cached); other models by their state dict.
+    size, opset, EXPORT_VERSION and the model code (``code_sha256``), so a second start loads in seconds.
+    Safetensors checkpoints are keyed by the sha256 of their files (no model load when the export is cached);
+    other models by their state dict.
     ``model``: an ``nn.Module`` or anything ``resolve`` accepts; an ``.engine`` raises ExportError.
     """
     import torch
@@ -604,7 +617,8 @@ def cached_onnx(model, input_hw: tuple[int, int] | None = None, cache_dir: str |
         config, weights = getattr(net, "config", {}), state_dict_sha256(net)
     opset = opset or DEFAULT_OPSET
     hw = tuple(int(x) for x in (input_hw or config.get("input_hw", (512, 1024))))
-    key = hashlib.sha256(f"{weights}|{hw}|{opset}|argmax|v{EXPORT_VERSION}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{weights}|{hw}|{opset}|argmax|v{EXPORT_VERSION}|{code_sha256()}".encode())
+    key = key.hexdigest()[:20]
     path = Path(cache_dir or default_cache_dir()) / "onnx" / f"{slug(label)[-40:]}_{hw[0]}x{hw[1]}_op{opset}_{key}.onnx"
     if path.exists():
         LOG.info("using cached ONNX export %s", path)
