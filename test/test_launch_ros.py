@@ -12,6 +12,7 @@ when given; the launch file hands the node the Fast DDS large-image profile unle
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -35,9 +36,7 @@ ROS2 = VENV / "bin" / "ros2"
 
 
 def _skip_reason() -> str | None:
-    try:
-        import launch_ros  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("launch_ros") is None:  # not imported: `launch` reconfigures Python logging
         return ("the ROS 2 launch stack (launch_ros, ros2launch) is not installed: make test installs it from "
                 "../shared/wheels when that folder exists; on a robot install ros-<distro>-launch-ros from apt")
     if not ROS2.exists():
