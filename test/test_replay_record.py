@@ -394,3 +394,37 @@ def test_demo_end_to_end(tmp_path):
         assert len(read_ply(d / "points.ply")) == int(np.isfinite(depth).sum())
         assert cv2.imread(str(d / "semantic_color.png")).shape == (*semantic.shape, 3)
     assert summary["latency"]["frame"]["count"] == 2
+
+
+def test_record_bounds_its_writer_queue(ros_domain, tmp_path):
+    """Complete frames arriving faster than the disk takes them: at most --max-queue wait, the rest are dropped
+    and counted (frames.json lists only written frames)."""
+    from std_msgs.msg import Header
+
+    ros, domain_id = ros_domain
+    node = ros.node
+    pubs = {"depth": node.create_publisher(Image, "/rq/depth", QoSProfile(depth=20)),
+            "normals": node.create_publisher(Image, "/rq/normals", QoSProfile(depth=20))}
+    out = tmp_path / "rec"
+    proc = subprocess.Popen([sys.executable, "-m", "mtpano_ros.ros.record", "--out", str(out), "--topics", "depth",
+                             "normals", "--max-queue", "1", "--timeout-s", "10", "--ros-args", "-r", "__ns:=/rq"],
+                            env=_env(domain_id), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert _wait(lambda: all(p.get_subscription_count() >= 1 for p in pubs.values()), 30), "recorder not subscribed"
+        time.sleep(0.5)
+        o = _outputs(3, hw=(512, 1024))  # each frame: a compressed 6 MiB normals array to write, slow on purpose
+        sent = 8
+        for _ in range(sent):
+            header = Header(frame_id="pano", stamp=node.get_clock().now().to_msg())
+            pubs["depth"].publish(conversions.array_to_image(o["depth"], "32FC1", header))
+            pubs["normals"].publish(conversions.array_to_image(o["normals"], "32FC3", header))
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    dropped = json.loads((out / "dropped.json").read_text())
+    frames = json.loads((out / "frames.json").read_text())
+    assert dropped["queue_full"] >= 1, stdout
+    assert len(frames) + dropped["queue_full"] + dropped["incomplete"] <= sent
+    assert all((out / f["dir"] / "outputs.npz").exists() for f in frames)
+    assert "frames already wait for the disk" in stdout
