@@ -37,12 +37,15 @@ class _RosHandler(logging.Handler):
 def forward_to_ros(ros_logger, level: int = logging.INFO) -> None:
     """Send ``mtpano_ros.*`` Python log records at ``level`` and above to ``ros_logger`` (an rclpy logger).
 
-    One handler per process: a second call points it at the new logger instead of adding another.
+    One handler per process: a second call points it at the new logger instead of adding another. Records reach
+    it by propagation; in a process that imported ``launch`` (whose logger class makes new loggers
+    non-propagating) only loggers made before that import forward.
     """
     global _HANDLER
     root = logging.getLogger("mtpano_ros")
     if _HANDLER is None:
         _HANDLER = _RosHandler(ros_logger)
+    if _HANDLER not in root.handlers:  # first call, or something (launch.logging.reset()) removed it
         root.addHandler(_HANDLER)
     _HANDLER.ros_logger = ros_logger
     _HANDLER.setLevel(level)
