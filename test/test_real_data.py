@@ -151,3 +151,20 @@ def test_init_decoder_copies_the_tiny_decoder_into_lite():
     assert torch.equal(lite.backbone.conv_stem.weight, stem)
     with pytest.raises(ValueError, match="no tensor matches"):
         init_decoder(lite, {"x.weight": torch.zeros(1)}, "nothing")
+
+
+def test_facing_loss_is_zero_for_camera_facing_normals_and_positive_otherwise(level_scene):
+    from training.losses import facing_loss
+
+    _, r = level_scene
+    gt = torch.from_numpy(r["normals"]).permute(2, 0, 1)[None]
+    sem = torch.from_numpy(r["semantic"].astype(np.int64))[None]
+    assert float(facing_loss(gt, sem)) < 1e-6  # exact scene normals face the camera
+    away = (-gt).requires_grad_(True)
+    loss = facing_loss(away, sem)
+    assert float(loss) > 0.1
+    loss.backward()
+    assert away.grad.abs().sum() > 0
+    const = torch.zeros_like(gt)
+    const[:, 0] = 1.0  # one direction everywhere: faces away from the camera on the half sphere behind it
+    assert float(facing_loss(const, sem)) > 0.05

@@ -72,6 +72,7 @@ class LossConfig:
     depth_loss: Literal["auto", "l1", "ssi"] = "auto"
     depth_log: float = 0.0  # extra L1 on log depth (relative error), 0 = off
     gravity: float = 0.0  # weight of the gravity (up-direction) term, 0 = off
+    facing: float = 0.0  # weight of the "normals face the camera" term (training.losses.facing_loss), 0 = off
 
 
 @dataclass(kw_only=True)

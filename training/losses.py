@@ -186,6 +186,19 @@ def points_target(depth: torch.Tensor) -> torch.Tensor:
     return depth_to_points(depth)
 
 
+def facing_loss(normals: torch.Tensor, semantic: torch.Tensor, sky: int = 2) -> torch.Tensor:
+    """Mean of relu(n . ray)^2 over non-sky pixels: predicted normals (B, 3, H, W) (panorama frame) that point away
+    from the camera are penalised; semantic (B, H, W) targets mark sky (excluded). True for every surface seen, so
+    it needs no labels (real photographs included)."""
+    from mtpano_ros.geometry import erp_ray_grid
+
+    h, w = normals.shape[-2:]
+    rays = erp_ray_grid(h, w, dtype=normals.dtype, device=normals.device)  # (H, W, 3)
+    dot = (normals * rays.permute(2, 0, 1)[None]).sum(1, keepdim=True)
+    mask = (semantic != sky)[:, None]
+    return _masked_mean(torch.relu(dot) ** 2, mask)
+
+
 def compute_losses(outputs: dict, batch: dict, cfg: LossConfig | dict | None = None
                    ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total training loss and its parts.
@@ -218,6 +231,10 @@ def compute_losses(outputs: dict, batch: dict, cfg: LossConfig | dict | None = N
             if extra:
                 total = total + w["aux"] * sum(extra.values())
                 logs.update({f"loss/aux_{k}": v.detach() for k, v in extra.items()})
+    if w["facing"] > 0:  # every visible surface faces the camera: n . ray <= 0 (normals point to the camera side)
+        face = facing_loss(outputs["normals"], batch["semantic"])
+        total = total + w["facing"] * face
+        logs["loss/facing"] = face.detach()
     if w["gravity"] > 0 and "vertical_mask" in batch:  # vertical surfaces: no z component in the normal
         vm = batch["vertical_mask"]
         grav = _masked_mean(outputs["normals"][:, 2:3] ** 2, vm) if vm.any() else outputs["normals"].sum() * 0
