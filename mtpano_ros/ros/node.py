@@ -232,7 +232,8 @@ class PerceptionCore:
         self._static_diag = {"state": "unconfigured"}
         p = self._params()
         self._compressed = p["input_transport"] == "compressed"
-        self._in_topic = self.resolve_topic_name(p["image_topic"] + ("/compressed" if self._compressed else ""))
+        # relative until subscribed (then the subscription's resolved name); no resolve_topic_name, for old rclpy
+        self._in_topic = p["image_topic"] + ("/compressed" if self._compressed else "")
 
     def _params(self) -> dict:
         return {name: self.get_parameter(name).value for name in PARAMETERS}
@@ -280,6 +281,7 @@ class PerceptionCore:
                             reliability=ReliabilityPolicy.BEST_EFFORT if p["reliability"] == "best_effort"
                             else ReliabilityPolicy.RELIABLE)
         self._stop.clear()
+        self._in_topic = p["image_topic"] + ("/compressed" if self._compressed else "")
         self._stats.last_input = None
         self._stats.started = time.monotonic()
         self._worker = threading.Thread(target=self._work, name="mtpano_inference", daemon=True)
