@@ -70,7 +70,16 @@ def vits(tmp_path_factory):
     return {"name": "mtpano-vits", "net": net, "onnx": path}
 
 
-@pytest.fixture(params=["tiny", "vits"])
+@pytest.fixture(scope="module")
+def lite(tmp_path_factory):
+    net = load_model("mtpano-lite")
+    with torch.no_grad():  # at these random weights every depth is <= 0 (all invalid): lift it so depth is compared
+        net.heads["depth"].head[-2].bias.fill_(1.0)
+    path = ex.export_onnx(net, tmp_path_factory.mktemp("lite") / "lite.onnx", input_hw=HW, label="mtpano-lite")
+    return {"name": "mtpano-lite", "net": net, "onnx": path}
+
+
+@pytest.fixture(params=["tiny", "vits", "lite"])
 def variant(request):
     return request.getfixturevalue(request.param)
 
