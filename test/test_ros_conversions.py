@@ -299,6 +299,31 @@ def test_normals_and_semantic_colours():
     np.testing.assert_array_equal(colorize(labels), colorize_labels(labels))
 
 
+@pytest.mark.parametrize("stride", [1, 3])
+def test_pointcloud2_blocks_give_the_plain_field_by_field_bytes(stride):
+    """A cloud packed in several row blocks (with a partial last one) has exactly the bytes of one structured array
+    written field by field over the whole frame: NaN x, y, z where depth is NaN or <= 0, 0x00RRGGBB, uint32 label."""
+    rng = np.random.default_rng(5)
+    h, w = 301 * stride, 1000 * stride  # 131 rows per block after striding: blocks of 131, 131 and 39 rows
+    depth = (rng.random((h, w)) * 20 - 1).astype(np.float32)
+    depth[5, :30] = np.nan
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    labels = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    msg = C.build_pointcloud2(depth, rgb, labels, stride=stride)
+    d, c, lab = depth[::stride, ::stride], rgb[::stride, ::stride].astype(np.uint32), labels[::stride, ::stride]
+    rays = C.erp_rays_f32(h, w)[::stride, ::stride]
+    layout = np.dtype({"names": ["x", "y", "z", "rgb", "label"], "formats": ["<f4", "<f4", "<f4", "<u4", "<u4"],
+                       "offsets": [0, 4, 8, 12, 16], "itemsize": 20})
+    want = np.zeros(d.shape, layout)
+    valid = np.where(d > 0, d, np.float32(np.nan))
+    for axis, name in enumerate("xyz"):
+        want[name] = rays[..., axis] * valid
+    want["rgb"] = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+    want["label"] = lab
+    assert (msg.height, msg.width) == d.shape
+    assert bytes(msg.data) == want.tobytes()
+
+
 def test_cross_check_with_sensor_msgs_py():
     pc2 = pytest.importorskip("sensor_msgs_py.point_cloud2", reason="sensor_msgs_py is not installed (make test "
                                                                        "installs it from ../shared/wheels)")
