@@ -316,6 +316,48 @@ def test_postprocess_masks_sky_and_nonpositive_depth():
     assert np.isnan(ids["depth"]).all()
 
 
+def _postprocess_full_frame(sem: np.ndarray, depth: np.ndarray, normals: np.ndarray) -> dict:
+    """postprocess written the plain way, one full-frame numpy expression per step (the reference)."""
+    ids = sem.astype(np.uint8)
+    if sem.dtype != np.uint8:
+        ids[(sem < 0) | (sem >= 255)] = 255
+    sky = ids == 2
+    d = depth[:, 0].astype(np.float32)
+    d[sky | ~(d > 0)] = np.nan
+    x, y, z = normals[:, 0], normals[:, 1], normals[:, 2]
+    n2 = x * x + y * y + z * z
+    with np.errstate(divide="ignore"):
+        inv = np.float32(1.0) / np.sqrt(n2)
+    inv[sky | ~(n2 > 1e-12)] = np.nan
+    return {"semantic": ids, "depth": d, "normals": np.stack([x * inv, y * inv, z * inv], axis=-1)}
+
+
+@pytest.mark.parametrize("ids_dtype", [torch.int64, torch.int32, torch.uint8])
+def test_postprocess_is_bit_identical_to_the_full_frame_reference(ids_dtype):
+    """Blocked post-processing (rows of a few hundred thousand pixels) gives exactly the full-frame result, with a
+    last partial block, a batch of two, ids out of range, NaN / zero / negative depth and zero / tiny normals."""
+    g = torch.Generator().manual_seed(3)
+    b, h, w = 2, 301, 1000  # 131 rows per block: blocks of 131, 131 and 39 rows
+    sem = torch.randint(-3, 260, (b, h, w), generator=g).clamp(min=0 if ids_dtype == torch.uint8 else -3)
+    sem = sem.clamp(max=255).to(ids_dtype) if ids_dtype == torch.uint8 else sem.to(ids_dtype)
+    sem[:, :20] = 2  # sky band
+    depth = torch.rand(b, 1, h, w, generator=g) * 30 - 1
+    depth[0, 0, 100, :50] = float("nan")
+    depth[1, 0, 200, :50] = 0.0
+    normals = torch.randn(b, 3, h, w, generator=g) * 3
+    normals[0, :, 50, :40] = 0.0
+    normals[1, :, 60, :40] = 1e-7  # |n|^2 = 3e-14: invalid
+    before = [t.clone() for t in (sem, depth, normals)]
+    got = postprocess({"semantic": sem, "depth": depth, "normals": normals})
+    want = _postprocess_full_frame(sem.numpy(), depth.numpy(), normals.numpy())
+    for key in ("semantic", "depth", "normals"):
+        assert got[key].dtype == want[key].dtype and got[key].shape == want[key].shape
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)  # NaN where NaN, every other bit equal
+    assert np.isnan(got["depth"][1, 200, :50]).all() and np.isnan(got["normals"][1, 60, :40]).all()
+    for a, c in zip(before, (sem, depth, normals), strict=True):
+        np.testing.assert_array_equal(a.numpy(), c.numpy(), err_msg="postprocess modified its inputs")
+
+
 def test_tiny_state_dict_layout_is_frozen():
     """The bundled default weights are trained on this exact layout: names and shapes must not change."""
     import hashlib
