@@ -44,6 +44,36 @@ def test_image_round_trip_every_encoding(encoding):
     np.testing.assert_array_equal(back, arr)
 
 
+def test_array_to_image_takes_a_whole_byte_buffer_without_copying():
+    """An array that is all of one array.array("B") becomes the message's data itself; any other array (a part of
+    such a buffer, a strided view, a plain numpy array) is copied. postprocess's batch-1 results are taken as is."""
+    import array
+
+    import torch
+
+    from mtpano_ros.model import postprocess
+
+    buf = array.array("B", [0]) * (4 * 6 * 4)
+    depth = np.frombuffer(buf, dtype=np.float32).reshape(4, 6)
+    depth[:] = RNG.random((4, 6))
+    msg = C.array_to_image(depth, "32FC1")
+    assert msg.data is buf
+    depth[0, 0] = 7.0  # shared: the message sees the write
+    assert C.image_to_array(msg)[0, 0] == 7.0
+    for part, enc in ((depth[1:], "32FC1"), (depth[:, ::2], "32FC1"), (np.array(depth), "32FC1")):
+        copied = C.array_to_image(np.ascontiguousarray(part), enc)
+        assert copied.data is not buf
+        np.testing.assert_array_equal(C.image_to_array(copied), part)
+
+    h, w = 8, 16
+    res = postprocess({"semantic": torch.randint(0, 150, (1, h, w)), "depth": torch.rand(1, 1, h, w) + 0.5,
+                       "normals": torch.randn(1, 3, h, w)})
+    for key, enc in (("semantic", "mono8"), ("depth", "32FC1"), ("normals", "32FC3")):
+        msg = C.array_to_image(res[key][0], enc)
+        assert msg.data.buffer_info()[0] == res[key].ctypes.data, f"{key} was copied"
+        np.testing.assert_array_equal(C.image_to_array(msg), res[key][0])
+
+
 def test_padded_rows_and_big_endian_floats_are_read():
     arr = _random("rgb8", 5, 7)
     msg = Image(height=5, width=7, encoding="rgb8", step=7 * 3 + 5)

@@ -6,6 +6,9 @@ unit normals in the REP 103 panorama frame (NaN invalid). Resizing to ``out_hw``
 
 from __future__ import annotations
 
+import array
+import math
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -70,13 +73,21 @@ def _resize_wrap(x: torch.Tensor, out_hw: tuple[int, int], mode: str = "bilinear
     return y[..., off:off + ow]
 
 
+def _byte_buffer_array(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A zeroed array whose memory is one array.array("B"), the buffer type ROS messages hold: the ROS side
+    (mtpano_ros.ros.conversions.array_to_image) publishes such an array without copying it."""
+    dtype = np.dtype(dtype)
+    return np.frombuffer(array.array("B", [0]) * (math.prod(shape) * dtype.itemsize), dtype=dtype).reshape(shape)
+
+
 def postprocess(outputs: dict, out_hw: tuple[int, int] | None = None) -> dict:
     """Model outputs -> numpy results, batched.
 
     outputs: ``semantic_logits`` (B, C, H, W) or ``semantic`` (B, H, W) int ids; ``depth`` (B, 1, H, W) metres;
     ``normals`` (B, 3, H, W) panorama frame. Returns ``semantic`` (B, h, w) uint8 (255 unknown), ``depth``
     (B, h, w) float32 metres (NaN where sky or <= 0), ``normals`` (B, h, w, 3) float32 unit, panorama frame
-    (NaN where sky or zero length), at ``out_hw`` = (h, w) (default: the outputs' size).
+    (NaN where sky or zero length), at ``out_hw`` = (h, w) (default: the outputs' size). Each result's memory is an
+    array.array("B"), so that with batch 1 a ROS message takes it without a copy.
     """
     with torch.no_grad():
         if "semantic" in outputs:
@@ -99,9 +110,9 @@ def postprocess(outputs: dict, out_hw: tuple[int, int] | None = None) -> dict:
     d = np.asarray(d, dtype=np.float32)
     nrm = np.asarray(nrm, dtype=np.float32)
     batch, height, width = d.shape
-    sem_u8 = np.empty((batch, height, width), dtype=np.uint8)  # new arrays: the caller's are never modified
-    depth_out = np.empty((batch, height, width), dtype=np.float32)
-    n = np.empty((batch, height, width, 3), dtype=np.float32)
+    sem_u8 = _byte_buffer_array((batch, height, width), np.uint8)  # new arrays: the caller's are never modified
+    depth_out = _byte_buffer_array((batch, height, width), np.float32)
+    n = _byte_buffer_array((batch, height, width, 3), np.float32)
     rows = max(1, min(height, _BLOCK_PIXELS // max(width, 1)))
     n2_buf = np.empty((rows, width), dtype=np.float32)
     bad_buf = np.empty((rows, width), dtype=bool)

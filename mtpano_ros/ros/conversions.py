@@ -118,11 +118,26 @@ def _filled_uint8_array(arr: np.ndarray) -> array.array:
     return buf
 
 
+def _message_bytes(arr: np.ndarray) -> array.array:
+    """``arr``'s bytes as the array.array("B") a message's data field holds: the very buffer (no copy) when ``arr`` is
+    a C-contiguous view of all of one, as mtpano_ros.model.postprocess returns its arrays; otherwise a copy."""
+    owner = arr
+    while isinstance(owner, np.ndarray):
+        owner = owner.base
+    owner = owner.obj if isinstance(owner, memoryview) else owner
+    if (isinstance(owner, array.array) and owner.typecode == "B" and arr.flags.c_contiguous
+            and arr.nbytes == len(owner) and arr.ctypes.data == owner.buffer_info()[0]):
+        return owner
+    return _filled_uint8_array(arr)
+
+
 def array_to_image(arr: np.ndarray, encoding: str, header: Header | None = None) -> Image:
-    """Build a sensor_msgs/Image from (H, W) or (H, W, C) numpy data in one copy.
+    """Build a sensor_msgs/Image from (H, W) or (H, W, C) numpy data in one copy, or none.
 
     ``encoding`` one of ENCODINGS; the array's dtype and channel count must match it (uint8 for *8, float32 for
-    32FC*). Float data is written in the host's byte order and ``is_bigendian`` says which.
+    32FC*). Float data is written in the host's byte order and ``is_bigendian`` says which. An array that is a whole
+    C-contiguous view of an array.array("B") (postprocess's outputs, image_buffer's views) is not copied: the
+    message's data is that buffer, so writing to the array afterwards changes the message.
     """
     dtype, channels = ENCODINGS[encoding]
     if arr.dtype != dtype or (arr.ndim == 2 and channels != 1) or (arr.ndim == 3 and arr.shape[2] != channels):
@@ -135,7 +150,7 @@ def array_to_image(arr: np.ndarray, encoding: str, header: Header | None = None)
     msg.encoding = encoding
     msg.is_bigendian = int(sys.byteorder == "big" and arr.dtype.itemsize > 1)
     msg.step = msg.width * channels * arr.dtype.itemsize
-    msg.data = _filled_uint8_array(arr)
+    msg.data = _message_bytes(arr)
     return msg
 
 
