@@ -352,6 +352,10 @@ def test_pointcloud2_blocks_give_the_plain_field_by_field_bytes(stride):
     want["label"] = lab
     assert (msg.height, msg.width) == d.shape
     assert bytes(msg.data) == want.tobytes()
+    near = C.build_pointcloud2(depth, rgb, labels, stride=stride, max_range_m=15.0, organized=False)
+    keep = (d > 0) & (d <= 15.0)
+    assert (near.height, near.width) == (1, int(keep.sum()))
+    assert bytes(near.data) == want[keep].tobytes()
 
 
 def test_cross_check_with_sensor_msgs_py():

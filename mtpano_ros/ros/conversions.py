@@ -364,12 +364,6 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray, labels: np.ndarray, he
             rays[:, ::stride, ::stride]
     h, w = depth.shape
     depth = np.asarray(depth, dtype=np.float32)
-    with np.errstate(invalid="ignore"):
-        bad = depth <= 0  # NaN compares False: NaN points need no fixing (NaN * ray = NaN)
-        if max_range_m > 0:
-            bad |= depth > max_range_m
-    if bad.any():
-        depth = np.where(bad, np.float32(np.nan), depth)
     floats = CLOUD_POINT_STEP // 4
     data = array.array("B", [0]) * (h * w * CLOUD_POINT_STEP)
     buf = np.frombuffer(data, dtype="<f4").reshape(h, w, floats)  # the message's own bytes, written in place
@@ -380,11 +374,25 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray, labels: np.ndarray, he
     planes = np.empty((floats, min(rows, h), w), dtype="<f4")
     words = planes.view("<u4")
     rgb = np.ascontiguousarray(rgb)
+    bad_buf = np.empty(planes.shape[1:], dtype=bool)
+    depth_buf = np.empty(planes.shape[1:], dtype=np.float32)
+    nan_xyz = None if organized else np.empty((h, w), dtype=bool)  # NaN points, left out of an unorganised cloud
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
         k = r1 - r0
+        d = depth[r0:r1]
+        with np.errstate(invalid="ignore"):
+            bad = np.less_equal(d, 0, out=bad_buf[:k])  # NaN compares False: NaN * ray is NaN already
+            if max_range_m > 0:
+                bad |= d > max_range_m
+        if bad.any():
+            d = depth_buf[:k]
+            np.copyto(d, depth[r0:r1])
+            d[bad] = np.nan
+        if nan_xyz is not None:
+            np.isnan(d, out=nan_xyz[r0:r1])
         for axis in range(3):
-            np.multiply(rays[axis, r0:r1], depth[r0:r1], out=planes[axis, :k])
+            np.multiply(rays[axis, r0:r1], d, out=planes[axis, :k])
         # bytes B, G, R, A = little-endian 0xAARRGGBB; the mask clears A: 0x00RRGGBB
         cv2.cvtColor(rgb[r0:r1], cv2.COLOR_RGB2BGRA, dst=planes[3, :k].view(np.uint8).reshape(k, w, 4))
         words[3, :k] &= 0x00FFFFFF
@@ -400,7 +408,7 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray, labels: np.ndarray, he
         msg.height, msg.width, msg.is_dense = h, w, False
         msg.data = data
     else:
-        points = buf.reshape(-1, floats)[~np.isnan(depth).ravel()]
+        points = buf.reshape(-1, floats)[~nan_xyz.ravel()]
         msg.height, msg.width, msg.is_dense = 1, int(points.shape[0]), True
         msg.data = _filled_uint8_array(points)
     msg.row_step = msg.point_step * msg.width
