@@ -335,10 +335,17 @@ def erp_rays_f32(height: int, width: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _ray_planes_f32(height: int, width: int) -> np.ndarray:
-    planes = np.ascontiguousarray(erp_rays_f32(height, width).transpose(2, 0, 1))  # (3, H, W): x, y, z planes
-    planes.setflags(write=False)
-    return planes
+def _ray_planes_f32(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """erp_rays_f32 as contiguous (2, H, W) x, y planes and an (H, 1) z column: z = sin(lat) is the same along a row
+    (checked), so the cloud multiplies by one number per row instead of reading a third full plane."""
+    rays = erp_rays_f32(height, width)
+    xy = np.ascontiguousarray(rays[..., :2].transpose(2, 0, 1))
+    z = np.ascontiguousarray(rays[:, :1, 2])
+    if not (rays[..., 2] == z).all():
+        raise AssertionError(f"ERP ray z is not constant along rows at {width}x{height}")
+    xy.setflags(write=False)
+    z.setflags(write=False)
+    return xy, z
 
 
 def cloud_fields() -> list[PointField]:
@@ -358,10 +365,10 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray, labels: np.ndarray, he
     Byte layout is little-endian: rgb holds 0x00RRGGBB (bytes B, G, R, 0), label a uint32 at offset 16.
     """
     height, width = depth.shape
-    rays = _ray_planes_f32(height, width)
+    rays, ray_z = _ray_planes_f32(height, width)
     if stride > 1:
-        depth, rgb, labels, rays = depth[::stride, ::stride], rgb[::stride, ::stride], labels[::stride, ::stride], \
-            rays[:, ::stride, ::stride]
+        depth, rgb, labels = depth[::stride, ::stride], rgb[::stride, ::stride], labels[::stride, ::stride]
+        rays, ray_z = rays[:, ::stride, ::stride], ray_z[::stride]
     h, w = depth.shape
     depth = np.asarray(depth, dtype=np.float32)
     floats = CLOUD_POINT_STEP // 4
@@ -391,8 +398,9 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray, labels: np.ndarray, he
             d[bad] = np.nan
         if nan_xyz is not None:
             np.isnan(d, out=nan_xyz[r0:r1])
-        for axis in range(3):
+        for axis in range(2):
             np.multiply(rays[axis, r0:r1], d, out=planes[axis, :k])
+        np.multiply(ray_z[r0:r1], d, out=planes[2, :k])
         # bytes B, G, R, A = little-endian 0xAARRGGBB; the mask clears A: 0x00RRGGBB
         cv2.cvtColor(rgb[r0:r1], cv2.COLOR_RGB2BGRA, dst=planes[3, :k].view(np.uint8).reshape(k, w, 4))
         words[3, :k] &= 0x00FFFFFF
