@@ -20,7 +20,7 @@ from mtpano_ros.model.registry import list_models, model_config
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"  # bundled checkpoints: WEIGHTS_DIR/<name>/
-BUNDLED = ("default", "tiny-labelfree")
+BUNDLED = ("default", "tiny-labelfree", "tiny-synthetic")
 
 
 def save_checkpoint(model: nn.Module, out_dir: str | Path, extra: dict | None = None, fp16: bool = False) -> Path:

@@ -10,7 +10,7 @@ Kinds (checked in this order):
 
 ====================== ==================================================================================
 ``registry``           a registered variant name (``mtpano-tiny``, ...): deterministic random weights (warned)
-``bundled``            ``default`` / ``tiny-labelfree``: ``mtpano_ros/weights/<name>/``
+``bundled``            ``default`` / ``tiny-labelfree`` / ``tiny-synthetic``: ``mtpano_ros/weights/<name>/``
 ``engine``             a ``.engine`` / ``.plan`` TensorRT engine (the tensorrt backend only)
 ``onnx``               an ``.onnx`` graph made by ``mtpano-export`` (onnxruntime / tensorrt)
 ``checkpoint_dir``     a folder with ``model.safetensors`` + ``config.json`` (``save_checkpoint``)
