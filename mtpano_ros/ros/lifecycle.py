@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.logging import get_logger
 
-from mtpano_ros.ros.node import NODE_NAME, PerceptionCore
+from mtpano_ros.ros.node import NODE_NAME, PerceptionCore, spin_node
 
 
 class PerceptionLifecycleNode(PerceptionCore, LifecycleNode):
@@ -92,23 +89,7 @@ class PerceptionLifecycleNode(PerceptionCore, LifecycleNode):
 
 def main(args=None) -> int:
     """Console script ``perception_lifecycle_node``: start unconfigured and serve lifecycle transitions."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PerceptionLifecycleNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, RuntimeError, OSError, ImportError) as exc:
-        get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
-        return 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(PerceptionLifecycleNode, args)
 
 
 if __name__ == "__main__":

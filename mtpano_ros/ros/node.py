@@ -528,12 +528,12 @@ class PerceptionNode(PerceptionCore, Node):
         super().destroy_node()
 
 
-def main(args=None) -> int:
-    """Console script ``perception_node``: start the node and spin until Ctrl-C / SIGTERM."""
+def spin_node(make_node, args=None) -> int:
+    """Init rclpy, build ``make_node()`` and spin it until Ctrl-C / SIGTERM; 1 (logged) when it cannot start."""
     rclpy.init(args=args)
     node = None
     try:
-        node = PerceptionNode()
+        node = make_node()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
@@ -547,6 +547,11 @@ def main(args=None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main(args=None) -> int:
+    """Console script ``perception_node``: start the node and spin until Ctrl-C / SIGTERM."""
+    return spin_node(PerceptionNode, args)
 
 
 if __name__ == "__main__":
