@@ -225,6 +225,6 @@ def test_replay_launch_keeps_a_profile_from_the_environment(launch, ros_client, 
     assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == str(custom)  # not replaced
     assert env["FASTRTPS_DEFAULT_PROFILES_FILE"] == str(custom)  # the Fast DDS 2 name follows it
     assert wait_for(lambda: outputs.latest("semantic") is not None, 60.0), f"no output:\n{run.log()}"
-    assert outputs.latest("image") is not None  # mtpano-replay publishes into the namespace
+    assert wait_for(lambda: outputs.latest("image") is not None, 10.0), "mtpano-replay publishes into the namespace"
     assert (outputs.latest("semantic").height, outputs.latest("semantic").width) == (128, 256)
     assert run.stop() == 0
