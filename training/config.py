@@ -73,6 +73,9 @@ class LossConfig:
     depth_log: float = 0.0  # extra L1 on log depth (relative error), 0 = off
     gravity: float = 0.0  # weight of the gravity (up-direction) term, 0 = off
     facing: float = 0.0  # weight of the "normals face the camera" term (training.losses.facing_loss), 0 = off
+    # samples without a depth target (real photographs): scale-free geometry from gravity and from the normals
+    level_planes: float = 0.0  # ground and ceiling pixels lie on level planes (training.losses.level_plane_loss)
+    depth_normal: float = 0.0  # normals of the depth map agree with the predicted normals (depth_normal_loss)
 
 
 @dataclass(kw_only=True)

@@ -15,9 +15,13 @@ auxiliary target is skipped for those samples.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from mtpano_ros.labels import SKY_ID
 from training.config import LossConfig, to_dict, validate
+from training.data.gravity import CEILING
 
 IGNORE_INDEX = 255
 
@@ -186,7 +190,7 @@ def points_target(depth: torch.Tensor) -> torch.Tensor:
     return depth_to_points(depth)
 
 
-def facing_loss(normals: torch.Tensor, semantic: torch.Tensor, sky: int = 2) -> torch.Tensor:
+def facing_loss(normals: torch.Tensor, semantic: torch.Tensor, sky: int = SKY_ID) -> torch.Tensor:
     """Mean of relu(n . ray)^2 over non-sky pixels: predicted normals (B, 3, H, W) (panorama frame) that point away
     from the camera are penalised; semantic (B, H, W) targets mark sky (excluded). True for every surface seen, so
     it needs no labels (real photographs included)."""
@@ -197,6 +201,72 @@ def facing_loss(normals: torch.Tensor, semantic: torch.Tensor, sky: int = 2) -> 
     dot = (normals * rays.permute(2, 0, 1)[None]).sum(1, keepdim=True)
     mask = (semantic != sky)[:, None]
     return _masked_mean(torch.relu(dot) ** 2, mask)
+
+
+def _latitudes(height: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """(H,) latitude in radians of each ERP row centre (+pi/2 at the top, DESIGN §3)."""
+    return (0.5 - (torch.arange(height, dtype=dtype, device=device) + 0.5) / height) * math.pi
+
+
+def level_plane_loss(depth: torch.Tensor, semantic: torch.Tensor, depth_mask: torch.Tensor,
+                     min_lat_deg: float = 8.0, min_pixels: int = 64) -> torch.Tensor:
+    """Scale-free level-plane term for pixels without a depth target (real photographs, level camera).
+
+    Ground pixels (``GROUND_CLASSES``, at least min_lat_deg below the horizon) lie on one level plane, so their
+    height below the camera, depth * sin(-lat), is the same for all of them; ceiling pixels (at least min_lat_deg
+    above it) likewise with depth * sin(lat). The term is the mean absolute deviation of log height from its mean,
+    per sample and surface (samples with fewer than min_pixels such pixels are left out), averaged: it shapes the
+    depth of floors and ceilings without knowing the camera height.
+    depth (B,1,H,W) radial metres (prediction); semantic (B,H,W) int64 ADE20K targets (255 ignore); depth_mask
+    (B,1,H,W) bool (True where a depth target exists: those pixels are left to the depth loss).
+    """
+    from mtpano_ros.geometry.ground import GROUND_CLASSES
+
+    h = depth.shape[-2]
+    lat = _latitudes(h, depth.dtype, depth.device).view(1, 1, h, 1)
+    logd = torch.log(depth.clamp_min(1e-3))
+    min_lat = math.radians(min_lat_deg)
+    terms = []
+    for ids, side in ((GROUND_CLASSES, -1.0), ((CEILING,), 1.0)):
+        cls = torch.isin(semantic, torch.tensor(ids, device=semantic.device))[:, None]
+        m = cls & ~depth_mask & (side * lat > min_lat)
+        logh = logd + torch.log((side * torch.sin(lat)).clamp_min(1e-3))
+        mf = m.to(depth.dtype)
+        n = mf.sum((1, 2, 3))
+        mean = (logh * mf).sum((1, 2, 3)) / n.clamp_min(1.0)
+        dev = ((logh - mean.view(-1, 1, 1, 1)).abs() * mf).sum((1, 2, 3)) / n.clamp_min(1.0)
+        terms.append(dev[n >= min_pixels])
+    dev = torch.cat(terms)
+    return dev.mean() if dev.numel() else depth.sum() * 0
+
+
+def depth_normal_loss(depth: torch.Tensor, normals: torch.Tensor, mask: torch.Tensor,
+                      max_log_step: float = 0.1, max_abs_lat_deg: float = 80.0) -> torch.Tensor:
+    """Mean of 1 - |cos| between the normals of the depth map and the (detached) predicted normals on mask.
+
+    The depth map's normal at a pixel is the cross product of its 3-D neighbours' differences (east-west wrapping,
+    north-south inside the image). Pixels near depth edges (a log-depth step to a neighbour above max_log_step:
+    occlusions, where no surface joins the neighbours) and near the poles (|lat| > max_abs_lat_deg) are left out.
+    depth (B,1,H,W) radial metres; normals (B,3,H,W) unit, panorama frame; mask (B,1,H,W) bool. Trains the depth
+    only: where the network's normals are better than its depth (real photographs), they shape it.
+    """
+    from mtpano_ros.geometry import erp_ray_grid
+
+    b, _, h, w = depth.shape
+    rays = erp_ray_grid(h, w, dtype=depth.dtype, device=depth.device).permute(2, 0, 1)[None]
+    p = depth * rays  # (B,3,H,W) points
+    du = torch.roll(p, -1, 3) - torch.roll(p, 1, 3)  # east-west tangent, wraps at the seam
+    dv = p[:, :, 2:] - p[:, :, :-2]  # north-south tangent, rows 1..H-2
+    nd = torch.cross(du[:, :, 1:-1], dv, dim=1)
+    nd = nd / nd.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    cos = (nd * normals[:, :, 1:-1].detach()).sum(1, keepdim=True).abs()
+    with torch.no_grad():
+        logd = torch.log(depth.clamp_min(1e-3))
+        step = torch.maximum((torch.roll(logd, -1, 3) - torch.roll(logd, 1, 3)).abs()[:, :, 1:-1],
+                             (logd[:, :, 2:] - logd[:, :, :-2]).abs())
+        lat = _latitudes(h, depth.dtype, depth.device)[1:-1].view(1, 1, h - 2, 1)
+        keep = mask[:, :, 1:-1] & (step < max_log_step) & (lat.abs() < math.radians(max_abs_lat_deg))
+    return _masked_mean(1 - cos, keep)
 
 
 def compute_losses(outputs: dict, batch: dict, cfg: LossConfig | dict | None = None
@@ -240,5 +310,17 @@ def compute_losses(outputs: dict, batch: dict, cfg: LossConfig | dict | None = N
         grav = _masked_mean(outputs["normals"][:, 2:3] ** 2, vm) if vm.any() else outputs["normals"].sum() * 0
         total = total + w["gravity"] * grav
         logs["loss/gravity"] = grav.detach()
+    if w["level_planes"] > 0 or w["depth_normal"] > 0:  # samples without depth targets (real photographs)
+        no_depth = ~batch["depth_mask"]
+        if w["level_planes"] > 0:
+            lp = level_plane_loss(outputs["depth"], batch["semantic"], batch["depth_mask"])
+            total = total + w["level_planes"] * lp
+            logs["loss/level_planes"] = lp.detach()
+        if w["depth_normal"] > 0:
+            sem = batch["semantic"][:, None]
+            dn = depth_normal_loss(outputs["depth"], outputs["normals"],
+                                   no_depth & (sem != SKY_ID) & (sem != IGNORE_INDEX))
+            total = total + w["depth_normal"] * dn
+            logs["loss/depth_normal"] = dn.detach()
     logs["loss/total"] = total.detach()
     return total, {k: float(v) for k, v in logs.items()}
