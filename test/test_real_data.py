@@ -168,3 +168,64 @@ def test_facing_loss_is_zero_for_camera_facing_normals_and_positive_otherwise(le
     const = torch.zeros_like(gt)
     const[:, 0] = 1.0  # one direction everywhere: faces away from the camera on the half sphere behind it
     assert float(facing_loss(const, sem)) > 0.05
+
+
+def _scene_tensors(r: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    depth = torch.from_numpy(np.nan_to_num(r["depth"], nan=0.0).astype(np.float32))[None, None]
+    normals = torch.from_numpy(np.nan_to_num(r["normals"], nan=0.0).astype(np.float32)).permute(2, 0, 1)[None]
+    sem = torch.from_numpy(r["semantic"].astype(np.int64))[None]
+    return depth, normals, sem
+
+
+def test_level_plane_loss_is_zero_on_exact_floors_and_ceilings_at_any_scale(level_scene):
+    from training.losses import level_plane_loss
+
+    _, r = level_scene
+    depth, _, sem = _scene_tensors(r)
+    none = torch.zeros_like(depth, dtype=torch.bool)
+    exact = float(level_plane_loss(depth, sem, none))
+    assert exact < 2e-3  # rugs sit a few mm above the floor
+    assert float(level_plane_loss(3.7 * depth, sem, none)) == pytest.approx(exact, abs=1e-5)  # scale-free
+    u = torch.arange(depth.shape[-1], dtype=torch.float32)
+    bent = (depth * (1 + 0.2 * torch.sin(2 * math.pi * u / depth.shape[-1]))).requires_grad_(True)
+    loss = level_plane_loss(bent, sem, none)
+    assert float(loss.detach()) > 0.05  # a floor that rises on one side is no level plane
+    loss.backward()
+    assert bent.grad.abs().sum() > 0
+    assert float(level_plane_loss(bent, sem, torch.ones_like(none))) == 0.0  # depth targets exist: left alone
+
+
+def test_depth_normal_loss_agrees_on_the_exact_scene_and_trains_only_the_depth(level_scene):
+    from training.losses import depth_normal_loss
+
+    _, r = level_scene
+    depth, normals, sem = _scene_tensors(r)
+    mask = (depth > 0) & (sem != 2)[:, None]
+    exact = float(depth_normal_loss(depth, normals, mask))
+    assert exact < 0.03  # 1 - |cos|: a few degrees at creases and pixel-centre sampling
+    u = torch.arange(depth.shape[-1], dtype=torch.float32)
+    wavy = (depth * (1 + 0.05 * torch.sin(2 * math.pi * 8 * u / depth.shape[-1]))).requires_grad_(True)
+    n = normals.clone().requires_grad_(True)
+    loss = depth_normal_loss(wavy, n, mask)
+    assert float(loss.detach()) > 3 * exact + 0.02
+    loss.backward()
+    assert wavy.grad.abs().sum() > 0 and n.grad is None  # the predicted normals are the reference, not trained
+    assert float(depth_normal_loss(depth, torch.roll(normals, 1, dims=1), mask)) > 0.3
+
+
+def test_geometry_terms_apply_only_where_no_depth_target_exists(level_scene):
+    _, r = level_scene
+    depth, normals, sem = _scene_tensors(r)
+    h, w = depth.shape[-2:]
+    u = torch.arange(w, dtype=torch.float32)
+    bent = depth * (1 + 0.2 * torch.sin(2 * math.pi * u / w))
+    out = {"semantic_logits": torch.zeros(1, 150, h, w), "depth": bent, "normals": normals}
+    batch = {"semantic": sem, "depth": depth, "normals": normals, "depth_mask": torch.zeros_like(depth, dtype=bool),
+             "normals_mask": torch.zeros_like(depth, dtype=bool)}
+    cfg = {"level_planes": 1.0, "depth_normal": 1.0}
+    _, real = compute_losses(out, batch, cfg)
+    _, labelled = compute_losses(out, {**batch, "depth_mask": depth > 0}, cfg)
+    assert real["loss/level_planes"] > 0.05 and real["loss/depth_normal"] > 0.01
+    assert labelled["loss/level_planes"] == 0.0 and labelled["loss/depth_normal"] == 0.0
+    _, off = compute_losses(out, batch, {})
+    assert "loss/level_planes" not in off and "loss/depth_normal" not in off
