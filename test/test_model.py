@@ -332,10 +332,19 @@ def _postprocess_full_frame(sem: np.ndarray, depth: np.ndarray, normals: np.ndar
     return {"semantic": ids, "depth": d, "normals": np.stack([x * inv, y * inv, z * inv], axis=-1)}
 
 
+@pytest.mark.parametrize("path", ["compiled", "numpy"])
 @pytest.mark.parametrize("ids_dtype", [torch.int64, torch.int32, torch.uint8])
-def test_postprocess_is_bit_identical_to_the_full_frame_reference(ids_dtype):
-    """Blocked post-processing (rows of a few hundred thousand pixels) gives exactly the full-frame result, with a
-    last partial block, a batch of two, ids out of range, NaN / zero / negative depth and zero / tiny normals."""
+def test_postprocess_is_bit_identical_to_the_full_frame_reference(ids_dtype, path, monkeypatch):
+    """Both post-processing paths, the compiled per-pixel kernel (numba) and the blocked numpy one (rows of a few
+    hundred thousand pixels), give exactly the full-frame result, with a last partial block, a batch of two, ids out
+    of range, NaN / zero / negative depth and zero / tiny normals."""
+    import mtpano_ros.model.inference as inference
+
+    if path == "compiled":
+        pytest.importorskip("numba", reason="numba is not installed: only the numpy path runs here")
+        assert inference._postprocess_compiled is not None
+    else:
+        monkeypatch.setattr(inference, "_postprocess_compiled", None)
     g = torch.Generator().manual_seed(3)
     b, h, w = 2, 301, 1000  # 131 rows per block: blocks of 131, 131 and 39 rows
     sem = torch.randint(-3, 260, (b, h, w), generator=g).clamp(min=0 if ids_dtype == torch.uint8 else -3)

@@ -329,10 +329,17 @@ def test_normals_and_semantic_colours():
     np.testing.assert_array_equal(colorize(labels), colorize_labels(labels))
 
 
+@pytest.mark.parametrize("path", ["compiled", "numpy"])
 @pytest.mark.parametrize("stride", [1, 3])
-def test_pointcloud2_blocks_give_the_plain_field_by_field_bytes(stride):
-    """A cloud packed in several row blocks (with a partial last one) has exactly the bytes of one structured array
-    written field by field over the whole frame: NaN x, y, z where depth is NaN or <= 0, 0x00RRGGBB, uint32 label."""
+def test_pointcloud2_blocks_give_the_plain_field_by_field_bytes(stride, path, monkeypatch):
+    """A cloud packed by the compiled kernel (numba) or in several numpy row blocks (with a partial last one) has
+    exactly the bytes of one structured array written field by field over the whole frame: NaN x, y, z where depth
+    is NaN or <= 0 (or beyond max_range_m), 0x00RRGGBB, uint32 label."""
+    if path == "compiled":
+        pytest.importorskip("numba", reason="numba is not installed: only the numpy path runs here")
+        assert C._cloud_compiled is not None
+    else:
+        monkeypatch.setattr(C, "_cloud_compiled", None)
     rng = np.random.default_rng(5)
     h, w = 301 * stride, 1000 * stride  # 131 rows per block after striding: blocks of 131, 131 and 39 rows
     depth = (rng.random((h, w)) * 20 - 1).astype(np.float32)
@@ -350,8 +357,11 @@ def test_pointcloud2_blocks_give_the_plain_field_by_field_bytes(stride):
         want[name] = rays[..., axis] * valid
     want["rgb"] = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
     want["label"] = lab
-    assert (msg.height, msg.width) == d.shape
+    assert (msg.height, msg.width) == d.shape and not msg.is_dense
     assert bytes(msg.data) == want.tobytes()
+    capped = C.build_pointcloud2(depth, rgb, labels, stride=stride, max_range_m=15.0)
+    far = np.frombuffer(bytes(capped.data), layout).reshape(d.shape)
+    assert np.isnan(far["x"][d > 15.0]).all() and bytes(far[d <= 15.0].tobytes()) == want[d <= 15.0].tobytes()
     near = C.build_pointcloud2(depth, rgb, labels, stride=stride, max_range_m=15.0, organized=False)
     keep = (d > 0) & (d <= 15.0)
     assert (near.height, near.width) == (1, int(keep.sum()))

@@ -14,11 +14,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mtpano_ros.accel import jit_kernel
 from mtpano_ros.model.layers import wrap_pad
 
 SKY_ID = 2
 IGNORE_INDEX = 255
 _BLOCK_PIXELS = 1 << 17  # pixels per block in postprocess (its temporaries stay in cache)
+# |n|^2 range taken as unit already: |n| within 1e-6 of 1, a few float32 ulps (re-normalising changes < 1e-6)
+_UNIT_N2 = (1.0 - 2e-6, 1.0 + 2e-6)
 
 
 def preprocess(images, input_hw: tuple[int, int]) -> torch.Tensor:
@@ -80,6 +83,28 @@ def _byte_buffer_array(shape: tuple[int, ...], dtype) -> np.ndarray:
     return np.frombuffer(array.array("B", [0]) * (math.prod(shape) * dtype.itemsize), dtype=dtype).reshape(shape)
 
 
+def _postprocess_kernel(sem, d, nrm, sem_u8, depth_out, n) -> None:  # pragma: no cover - compiled by numba
+    """One pass over every pixel of postprocess's results (see there); numba compiles it (nogil)."""
+    batch, height, width = d.shape
+    nan = np.float32(np.nan)
+    for b in range(batch):
+        for v in range(height):
+            for u in range(width):
+                i = sem[b, v, u]
+                label = np.uint8(i) if i >= 0 and i < IGNORE_INDEX else np.uint8(IGNORE_INDEX)
+                sem_u8[b, v, u] = label
+                sky = label == SKY_ID
+                dv = d[b, v, u]
+                depth_out[b, v, u] = dv if dv > 0 and not sky else nan
+                x, y, z = nrm[b, 0, v, u], nrm[b, 1, v, u], nrm[b, 2, v, u]
+                n2 = x * x + y * y + z * z
+                inv = np.float32(1.0) / np.sqrt(n2) if n2 > 1e-12 and not sky else nan  # a select: vectorises
+                n[b, v, u, 0], n[b, v, u, 1], n[b, v, u, 2] = x * inv, y * inv, z * inv
+
+
+_postprocess_compiled = jit_kernel(_postprocess_kernel)
+
+
 def postprocess(outputs: dict, out_hw: tuple[int, int] | None = None) -> dict:
     """Model outputs -> numpy results, batched.
 
@@ -106,19 +131,26 @@ def postprocess(outputs: dict, out_hw: tuple[int, int] | None = None) -> dict:
     # costs memory bandwidth; a block's temporaries stay in cache.
     import cv2
 
-    check_ids = sem.dtype != np.uint8  # ids outside [0, 255) become 255 (unknown)
     d = np.asarray(d, dtype=np.float32)
     nrm = np.asarray(nrm, dtype=np.float32)
     batch, height, width = d.shape
     sem_u8 = _byte_buffer_array((batch, height, width), np.uint8)  # new arrays: the caller's are never modified
     depth_out = _byte_buffer_array((batch, height, width), np.float32)
     n = _byte_buffer_array((batch, height, width, 3), np.float32)
+    if _postprocess_compiled is not None and sem.dtype.kind in "iu":  # one compiled pass
+        _postprocess_compiled(sem, d, nrm, sem_u8, depth_out, n)
+        return {"semantic": sem_u8, "depth": depth_out, "normals": n}
+    # Without numba: numpy and OpenCV, block by block (the same results)
+    check_ids = sem.dtype != np.uint8  # ids outside [0, 255) become 255 (unknown)
+    # signed ids viewed as unsigned: negative ids become huge, so one max() finds every id outside [0, 255)
+    unsigned = np.dtype(f"u{sem.dtype.itemsize}") if sem.dtype.kind == "i" else None
     rows = max(1, min(height, _BLOCK_PIXELS // max(width, 1)))
     n2_buf = np.empty((rows, width), dtype=np.float32)
-    bad_buf = np.empty((rows, width), dtype=bool)
-    sky_buf = np.empty((rows, width), dtype=bool)
+    bad_buf = np.empty((rows, width), dtype=np.uint8)  # OpenCV masks (0 / 255): SIMD compares and masked copies
+    sky_buf = np.empty((rows, width), dtype=np.uint8)
     planes = np.empty((3, rows, width), dtype=np.float32)
-    nan = np.float32(np.nan)
+    nan1 = np.full((rows, width), np.nan, dtype=np.float32)
+    nan3 = np.full((rows, width, 3), np.nan, dtype=np.float32)
     for b in range(batch):
         for r0 in range(0, height, rows):
             r1 = min(height, r0 + rows)
@@ -126,28 +158,38 @@ def postprocess(outputs: dict, out_hw: tuple[int, int] | None = None) -> dict:
             bad, n2 = bad_buf[:k], n2_buf[:k]
             ids, labels = sem[b, r0:r1], sem_u8[b, r0:r1]
             np.copyto(labels, ids, casting="unsafe")  # = astype(np.uint8)
-            if check_ids and ids.size and (ids.min() < 0 or ids.max() >= IGNORE_INDEX):
-                labels[(ids < 0) | (ids >= IGNORE_INDEX)] = IGNORE_INDEX
-            sky = np.equal(labels, SKY_ID, out=sky_buf[:k])
-            # depth: NaN where sky or not > 0 (NaN input stays NaN)
-            np.greater(d[b, r0:r1], 0, out=bad)
-            np.logical_not(bad, out=bad)
-            bad |= sky
+            if check_ids and ids.size:
+                if unsigned is not None:
+                    out_of_range = int(ids.view(unsigned).max()) >= IGNORE_INDEX
+                else:
+                    out_of_range = ids.min() < 0 or ids.max() >= IGNORE_INDEX
+                if out_of_range:
+                    labels[(ids < 0) | (ids >= IGNORE_INDEX)] = IGNORE_INDEX
+            sky = cv2.compare(labels, SKY_ID, cv2.CMP_EQ, dst=sky_buf[:k])
+            # depth: NaN where sky or not > 0 (NaN compares false and stays NaN)
+            cv2.compare(d[b, r0:r1], 0.0, cv2.CMP_LE, dst=bad)
+            cv2.bitwise_or(bad, sky, dst=bad)
             out = depth_out[b, r0:r1]
             np.copyto(out, d[b, r0:r1])
-            out[bad] = nan  # (boolean assignment: ~10x faster than np.copyto(..., where=) here)
+            cv2.copyTo(nan1[:k], bad, out)
             # normals: n / |n|, NaN where sky or |n|^2 <= 1e-12
             block = nrm[b, :, r0:r1]
             np.einsum("chw,chw->hw", block, block, out=n2)
-            np.greater(n2, 1e-12, out=bad)
-            np.logical_not(bad, out=bad)
-            bad |= sky
-            n2[bad] = nan  # NaN on the scale makes all three components NaN below
-            inv_len = cv2.sqrt(n2, dst=n2)  # IEEE sqrt like np.sqrt (same bits), 2x faster
-            np.divide(np.float32(1.0), inv_len, out=inv_len)
-            for c in range(3):
-                np.multiply(block[c], inv_len, out=planes[c, :k])
-            cv2.merge(list(planes[:, :k]), dst=n[b, r0:r1])
+            cv2.compare(n2, 1e-12, cv2.CMP_GT, dst=bad)  # NaN compares false: not(> 1e-12) marks it bad too
+            cv2.bitwise_not(bad, dst=bad)
+            cv2.bitwise_or(bad, sky, dst=bad)
+            dst = n[b, r0:r1]
+            lo, hi = cv2.minMaxLoc(n2)[:2]
+            if lo >= _UNIT_N2[0] and hi <= _UNIT_N2[1]:  # unit already (the networks normalise): interleave only
+                cv2.merge(list(block), dst=dst)
+            else:
+                inv_len = cv2.sqrt(n2, dst=n2)  # IEEE sqrt like np.sqrt (same bits), 2x faster
+                with np.errstate(divide="ignore", invalid="ignore"):  # zero length: set to NaN below
+                    np.divide(np.float32(1.0), inv_len, out=inv_len)
+                    for c in range(3):
+                        np.multiply(block[c], inv_len, out=planes[c, :k])
+                cv2.merge(list(planes[:, :k]), dst=dst)
+            cv2.copyTo(nan3[:k], bad, dst)
     return {"semantic": sem_u8, "depth": depth_out, "normals": n}
 
 

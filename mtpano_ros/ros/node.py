@@ -194,6 +194,22 @@ def build_output_messages(semantic: np.ndarray, depth: np.ndarray, normals: np.n
     return out
 
 
+def _warm_kernels() -> None:
+    """Compile (or load from numba's disk cache) the per-pixel kernels of post-processing and cloud packing before
+    the first frame, so that it is not a second late (mtpano_ros.accel; a no-op cost without numba)."""
+    import torch
+
+    from mtpano_ros.model import postprocess
+
+    h, w = 4, 8
+    normals = torch.zeros(1, 3, h, w)
+    normals[:, 2] = 1.0
+    res = postprocess({"semantic": torch.zeros(1, h, w, dtype=torch.int64), "depth": torch.ones(1, 1, h, w),
+                       "normals": normals})
+    build_output_messages(res["semantic"][0], res["depth"][0], res["normals"][0], np.zeros((h, w, 3), np.uint8),
+                          Header(), ["points"], OutputOptions())
+
+
 def _resize_nearest(arr: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     if arr.shape[:2] == tuple(out_hw):
         return arr
@@ -253,6 +269,7 @@ class PerceptionCore:
                                f"{self._backend.model_name}, input {self._model_hw[1]}x{self._model_hw[0]}; "
                                "warming up")
         self._backend.warmup()
+        _warm_kernels()
         self._static_diag.update({"backend": str(self._backend.name), "device": str(self._backend.device),
                                   "model": str(self._backend.model_name),
                                   "model_input": f"{self._model_hw[1]}x{self._model_hw[0]}",
