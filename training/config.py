@@ -76,6 +76,7 @@ class LossConfig:
     # samples without a depth target (real photographs): scale-free geometry from gravity and from the normals
     level_planes: float = 0.0  # ground and ceiling pixels lie on level planes (training.losses.level_plane_loss)
     depth_normal: float = 0.0  # normals of the depth map agree with the predicted normals (depth_normal_loss)
+    sky_below: float = 0.0  # no sky predicted below the horizon on those samples (training.losses.sky_below_loss)
 
 
 @dataclass(kw_only=True)

@@ -269,6 +269,18 @@ def depth_normal_loss(depth: torch.Tensor, normals: torch.Tensor, mask: torch.Te
     return _masked_mean(1 - cos, keep)
 
 
+def sky_below_loss(logits: torch.Tensor, min_below_deg: float = 10.0) -> torch.Tensor:
+    """Mean of -log(1 - p_sky) over the pixels more than min_below_deg below the horizon: for a level camera sky is
+    never there (real photographs have no labels to say so where the teacher is unsure). logits (B,C,H,W)."""
+    h = logits.shape[-2]
+    rows = _latitudes(h, torch.float32, logits.device) < -math.radians(min_below_deg)
+    x = logits[:, :, rows].float()
+    if x.numel() == 0:
+        return logits.sum() * 0
+    others = torch.cat([x[:, :SKY_ID], x[:, SKY_ID + 1:]], 1)
+    return (torch.logsumexp(x, 1) - torch.logsumexp(others, 1)).mean()
+
+
 def compute_losses(outputs: dict, batch: dict, cfg: LossConfig | dict | None = None
                    ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total training loss and its parts.
@@ -310,6 +322,11 @@ def compute_losses(outputs: dict, batch: dict, cfg: LossConfig | dict | None = N
         grav = _masked_mean(outputs["normals"][:, 2:3] ** 2, vm) if vm.any() else outputs["normals"].sum() * 0
         total = total + w["gravity"] * grav
         logs["loss/gravity"] = grav.detach()
+    if w["sky_below"] > 0:  # samples without any depth target (real photographs, level camera)
+        real = ~batch["depth_mask"].flatten(1).any(1)
+        sb = sky_below_loss(outputs["semantic_logits"][real]) if real.any() else total * 0
+        total = total + w["sky_below"] * sb
+        logs["loss/sky_below"] = sb.detach()
     if w["level_planes"] > 0 or w["depth_normal"] > 0:  # samples without depth targets (real photographs)
         no_depth = ~batch["depth_mask"]
         if w["level_planes"] > 0:
