@@ -229,3 +229,42 @@ def test_geometry_terms_apply_only_where_no_depth_target_exists(level_scene):
     assert labelled["loss/level_planes"] == 0.0 and labelled["loss/depth_normal"] == 0.0
     _, off = compute_losses(out, batch, {})
     assert "loss/level_planes" not in off and "loss/depth_normal" not in off
+
+
+def test_gravity_priors_drop_polar_walls_and_low_sky_and_face_the_nadir_up():
+    """Teachers call plain ceilings and floors seen straight on "wall": near the poles such labels are dropped
+    (no vertical-normal constraint there); sky below the horizon is dropped; straight down faces up."""
+    h, w = 36, 72  # 5 degrees per row: row r spans latitudes 90 - 5 r .. 85 - 5 r
+    lat = 90.0 - 5.0 * (np.arange(h) + 0.5)
+    sem = np.zeros((h, w), np.uint8)  # "wall" everywhere
+    sem[25:, :10] = 2  # "sky" below the horizon
+    out = apply_gravity_priors(_sample(sem))
+    s, vm = out["semantic"].numpy(), out["vertical_mask"][0].numpy()
+    polar = np.abs(lat) > 50
+    assert (s[polar] == 255).all() and not vm[polar].any()
+    assert (s[~polar][:, 10:] == 0).all() and vm[~polar][:, 10:].all()  # walls near the horizon stay vertical
+    assert (s[25:, :10] == 255).all()
+    n, m = out["normals"].numpy(), out["normals_mask"][0].numpy()
+    nadir = lat < -65
+    assert m[nadir].all() and (n[2][nadir] == 1).all() and not m[lat > -65].any()
+    sem[:] = CEILING
+    up = apply_gravity_priors(_sample(sem))
+    assert (up["normals"].numpy()[2][lat > 3] == -1).all()  # ceilings above the horizon face down
+
+
+def test_sky_below_loss_penalises_sky_under_the_horizon_only():
+    from training.losses import sky_below_loss
+
+    h, w = 36, 72
+    logits = torch.zeros(1, 150, h, w)
+    base = float(sky_below_loss(logits))
+    assert base == pytest.approx(-math.log(149 / 150), rel=1e-4)  # uniform: p_sky = 1/150
+    logits[:, 2, : h // 2] = 10.0  # confident sky above the horizon: no penalty
+    assert float(sky_below_loss(logits)) == pytest.approx(base, rel=1e-4)
+    low = logits.clone().requires_grad_(True)
+    with torch.no_grad():
+        low[:, 2, h - 6:] = 10.0  # sky near the nadir
+    loss = sky_below_loss(low)
+    assert float(loss.detach()) > 10 * base
+    loss.backward()
+    assert low.grad[:, 2, h - 6:].gt(0).all()  # descent lowers the sky logit there
