@@ -205,7 +205,10 @@ def facing_loss(normals: torch.Tensor, semantic: torch.Tensor, sky: int = SKY_ID
 
 def _latitudes(height: int, dtype: torch.dtype, device) -> torch.Tensor:
     """(H,) latitude in radians of each ERP row centre (+pi/2 at the top, DESIGN §3)."""
-    return (0.5 - (torch.arange(height, dtype=dtype, device=device) + 0.5) / height) * math.pi
+    from mtpano_ros.geometry import pixel_to_lonlat
+
+    rows = torch.arange(height, dtype=dtype, device=device)
+    return pixel_to_lonlat(torch.zeros_like(rows), rows, height, 1)[1]
 
 
 def level_plane_loss(depth: torch.Tensor, semantic: torch.Tensor, depth_mask: torch.Tensor,
@@ -327,17 +330,15 @@ def compute_losses(outputs: dict, batch: dict, cfg: LossConfig | dict | None = N
         sb = sky_below_loss(outputs["semantic_logits"][real]) if real.any() else total * 0
         total = total + w["sky_below"] * sb
         logs["loss/sky_below"] = sb.detach()
-    if w["level_planes"] > 0 or w["depth_normal"] > 0:  # samples without depth targets (real photographs)
-        no_depth = ~batch["depth_mask"]
-        if w["level_planes"] > 0:
-            lp = level_plane_loss(outputs["depth"], batch["semantic"], batch["depth_mask"])
-            total = total + w["level_planes"] * lp
-            logs["loss/level_planes"] = lp.detach()
-        if w["depth_normal"] > 0:
-            sem = batch["semantic"][:, None]
-            dn = depth_normal_loss(outputs["depth"], outputs["normals"],
-                                   no_depth & (sem != SKY_ID) & (sem != IGNORE_INDEX))
-            total = total + w["depth_normal"] * dn
-            logs["loss/depth_normal"] = dn.detach()
+    if w["level_planes"] > 0:  # pixels without depth targets (real photographs): scale-free floors and ceilings
+        lp = level_plane_loss(outputs["depth"], batch["semantic"], batch["depth_mask"])
+        total = total + w["level_planes"] * lp
+        logs["loss/level_planes"] = lp.detach()
+    if w["depth_normal"] > 0:  # the same pixels, sky and unlabelled ones left out
+        sem = batch["semantic"][:, None]
+        dn = depth_normal_loss(outputs["depth"], outputs["normals"],
+                               ~batch["depth_mask"] & (sem != SKY_ID) & (sem != IGNORE_INDEX))
+        total = total + w["depth_normal"] * dn
+        logs["loss/depth_normal"] = dn.detach()
     logs["loss/total"] = total.detach()
     return total, {k: float(v) for k, v in logs.items()}

@@ -396,13 +396,14 @@ def build_pointcloud2(depth: np.ndarray, rgb: np.ndarray, labels: np.ndarray, he
     floats = CLOUD_POINT_STEP // 4
     data = array.array("B", [0]) * (h * w * CLOUD_POINT_STEP)
     buf = np.frombuffer(data, dtype="<f4").reshape(h, w, floats)  # the message's own bytes, written in place
-    # Block by block: the five planes (x, y, z, rgb, label) of CLOUD_BLOCK_POINTS points are computed into one small
-    # contiguous buffer that stays in cache, then cv2.merge interleaves them into the message (a plain 32-bit copy,
-    # NaN bits kept). Writing each field straight into the interleaved buffer costs ~30 % more at 512x1024.
-    if organized and _cloud_compiled is not None:
+    if organized and _cloud_compiled is not None:  # one compiled pass straight into the message's buffer
         _cloud_compiled(depth, rays, ray_z, np.asarray(rgb, dtype=np.uint8), np.asarray(labels, dtype=np.uint8),
                         np.float32(max_range_m), buf, buf.view("<u4"))
         return _cloud_message(header, h, w, data, is_dense=False)
+    # Without numba, or unorganised: block by block. The five planes (x, y, z, rgb, label) of CLOUD_BLOCK_POINTS
+    # points are computed into one small contiguous buffer that stays in cache, then cv2.merge interleaves them into
+    # the message (a plain 32-bit copy, NaN bits kept). Writing each field straight into the interleaved buffer costs
+    # ~30 % more at 512x1024.
     rows = max(1, CLOUD_BLOCK_POINTS // w)
     planes = np.empty((floats, min(rows, h), w), dtype="<f4")
     words = planes.view("<u4")

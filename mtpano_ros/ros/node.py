@@ -248,8 +248,12 @@ class PerceptionCore:
         self._static_diag = {"state": "unconfigured"}
         p = self._params()
         self._compressed = p["input_transport"] == "compressed"
-        # relative until subscribed (then the subscription's resolved name); no resolve_topic_name, for old rclpy
-        self._in_topic = p["image_topic"] + ("/compressed" if self._compressed else "")
+        self._in_topic = self._input_topic(p)
+
+    def _input_topic(self, p: dict) -> str:
+        """The input topic as configured, relative until subscribed (then the subscription's resolved name); no
+        resolve_topic_name, which old rclpy lacks."""
+        return p["image_topic"] + ("/compressed" if self._compressed else "")
 
     def _params(self) -> dict:
         return {name: self.get_parameter(name).value for name in PARAMETERS}
@@ -298,7 +302,7 @@ class PerceptionCore:
                             reliability=ReliabilityPolicy.BEST_EFFORT if p["reliability"] == "best_effort"
                             else ReliabilityPolicy.RELIABLE)
         self._stop.clear()
-        self._in_topic = p["image_topic"] + ("/compressed" if self._compressed else "")
+        self._in_topic = self._input_topic(p)
         self._stats.last_input = None
         self._stats.started = time.monotonic()
         self._worker = threading.Thread(target=self._work, name="mtpano_inference", daemon=True)

@@ -21,6 +21,7 @@ import math
 
 import torch
 
+from mtpano_ros.geometry import pixel_to_lonlat
 from mtpano_ros.geometry.ground import GROUND_CLASSES
 from mtpano_ros.labels import SKY_ID
 
@@ -46,7 +47,8 @@ def apply_gravity_priors(sample: dict, camera_height_m: float | None = None) -> 
     out = dict(sample)
     sem = sample["semantic"].clone()
     h, w = sem.shape
-    lat = (0.5 - (torch.arange(h, dtype=torch.float32) + 0.5) / h) * math.pi  # (H,)
+    rows = torch.arange(h, dtype=torch.float32)
+    lat = pixel_to_lonlat(torch.zeros_like(rows), rows, h, w)[1]  # (H,) row-centre latitudes
     lat_hw = lat[:, None].expand(h, w)
     margin = math.radians(HORIZON_MARGIN_DEG)
     ground = _isin(sem, GROUND_CLASSES)
